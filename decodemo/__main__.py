@@ -1,0 +1,5 @@
+import sys
+
+from decodemo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,407 @@
+"""Loading images safely: any accepted file in, one 8-bit RGB :class:`PIL.Image.Image` out.
+
+Accepted formats are PNG, JPEG, BMP, TIFF and WebP (:data:`IMAGE_EXTENSIONS`). The format
+is decided by the file's *contents*, never by its name: a JPEG named ``x.png`` loads fine,
+a text file named ``x.png`` is refused. Every refusal is a typed
+:class:`~decodemo.errors.InputError` whose message says what was wrong and what is accepted;
+no raw ``OSError``/``ValueError`` from Pillow escapes :func:`load_image`.
+
+Conversion rules (applied in this order):
+
+1. EXIF orientation is applied (:func:`PIL.ImageOps.exif_transpose`), so a portrait photo
+   taken with a rotated camera comes out portrait. A broken EXIF block is ignored.
+2. 16-bit grey (``I;16``, ``I;16B``, ``I;16L``) is scaled ``v / 257`` (65535 -> 255).
+   32-bit integer grey (``I``) is treated as 16-bit when all values lie in 0..65535, and
+   min-max stretched to 0..255 otherwise. 32-bit float grey (``F``) is taken as 0..1 when
+   all finite values lie in [0, 1] and min-max stretched otherwise; NaN becomes 0.
+3. Transparency (``RGBA``, ``LA``, ``PA``, palette or grey with a transparent colour) is
+   **composited on white**: transparent pixels become white, half-transparent ones are
+   blended. (Dropping alpha instead would expose whatever colour happens to be stored
+   under transparent pixels, often black or garbage.)
+4. Everything else (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ...) goes through
+   Pillow's ``convert("RGB")``. ICC profiles are ignored: pixel values are taken as sRGB,
+   and CMYK uses Pillow's plain conversion.
+
+Multi-frame files (animated WebP, multi-page TIFF) give their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from decodemo.errors import (
+    CorruptFileError,
+    DecodemoError,
+    EmptyFileError,
+    FileTooLargeError,
+    ImageTooLargeError,
+    InputError,
+    UnsupportedFormatError,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_BYTES",
+    "ACCEPTED_IMAGE_FORMATS",
+    "Source",
+    "load_image",
+    "image_to_array",
+    "read_source",
+]
+
+#: File extensions recognised as images (lower case, with the dot).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: Default pixel limit (width x height), checked from the header before decoding.
+DEFAULT_MAX_PIXELS = 40_000_000
+#: Default size limit of an image file in bytes (50 MiB).
+DEFAULT_MAX_BYTES = 50 * 2**20
+
+#: Pillow format names :func:`load_image` lets Pillow try; nothing else is even opened.
+_PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+#: Human wording of the accepted formats, used in messages.
+ACCEPTED_IMAGE_FORMATS = "PNG, JPEG, BMP, TIFF or WebP"
+
+#: A path (``str`` / :class:`os.PathLike`), the file's bytes, or a binary file object
+#: opened for reading (``open(p, "rb")``, :class:`io.BytesIO`, a web upload).
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+_GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
+# --------------------------------------------------------------------------------------
+# Reading bytes (shared with decodemo.io.audio)
+# --------------------------------------------------------------------------------------
+
+
+def _human_bytes(n: int) -> str:
+    """``n`` bytes as a short string: ``"512 bytes"``, ``"3.2 MB"`` (MB = 2**20 bytes)."""
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 2**20:
+        return f"{n / 1024:.1f} KB"
+    if n < 2**30:
+        return f"{n / 2**20:.1f} MB"
+    return f"{n / 2**30:.2f} GB"
+
+
+def read_source(source: Source, *, max_bytes: int, kind: str = "file") -> tuple[bytes, str | None]:
+    """Read all bytes of ``source``; return ``(data, name)``.
+
+    Args:
+        source: a path (``str`` or :class:`os.PathLike`), ``bytes``/``bytearray``/
+            ``memoryview``, or a binary file object with ``read()`` (read from its current
+            position).
+        max_bytes: refuse more bytes than this. A path's size is checked with ``stat``
+            before reading; a file object is read at most ``max_bytes + 1`` bytes.
+        kind: what the file should be ("image", "audio file"); only words the messages.
+
+    Returns:
+        ``(data, name)``: the bytes and the file's base name for messages (``None`` when
+        the source has no name, e.g. raw bytes).
+
+    Raises:
+        InputError: the path does not exist, is a folder, or cannot be read.
+        EmptyFileError: the source has zero bytes.
+        FileTooLargeError: the source has more than ``max_bytes`` bytes.
+        TypeError: ``source`` is none of the accepted types, or a text-mode file object
+            (programming errors, not input errors).
+    """
+    name: str | None = None
+    exact = True
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = path.name
+        if not path.exists():
+            raise InputError(f"There is no file at '{path}'. Check the path and try again.")
+        if not path.is_file():
+            raise InputError(f"'{path}' is not a file (it is a folder or a special file). Give one {kind}.")
+        _check_size(path.stat().st_size, max_bytes, name, kind, exact=True)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"The file '{path}' could not be read ({exc.strerror or exc}).") from exc
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        raw_name = getattr(source, "name", None)
+        if isinstance(raw_name, (str, os.PathLike)):
+            name = Path(raw_name).name
+        try:
+            data = source.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputError(f"The {kind} could not be read ({exc}).") from exc
+        if isinstance(data, str):
+            raise TypeError("the file object is open in text mode; open it with mode 'rb'")
+        data = bytes(data or b"")
+        exact = len(data) <= max_bytes
+    else:
+        raise TypeError(f"expected a path, bytes or a binary file object, got {type(source).__name__}")
+    _check_size(len(data), max_bytes, name, kind, exact=exact)
+    return data, name
+
+
+def _check_size(size: int, max_bytes: int, name: str | None, kind: str, *, exact: bool) -> None:
+    label = f"'{name}'" if name else f"The {kind}"
+    if size == 0:
+        raise EmptyFileError(f"{label} is empty (0 bytes). Give a {kind} that has content.")
+    if size > max_bytes:
+        shown = _human_bytes(size) if exact else f"more than {_human_bytes(max_bytes)}"
+        raise FileTooLargeError(
+            f"{label} is {shown}; the limit is {_human_bytes(max_bytes)}. "
+            f"Use a smaller {kind} and try again."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Recognising contents
+# --------------------------------------------------------------------------------------
+
+
+def _sniff_image(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` starts with, else ``None``."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "TIFF"
+    if data[:4] == b"RIFF" and (len(data) < 12 or data[8:12] == b"WEBP"):
+        return "WebP"
+    if data.startswith(b"BM") and _describe_other(data) != "a text file":
+        return "BMP"
+    return None
+
+
+def _describe_other(data: bytes) -> str | None:
+    """A short description of a known non-accepted kind of file, for messages."""
+    head = data[:512].lstrip()
+    lower = head.lower()
+    if data.startswith(b"%PDF"):
+        return "a PDF document"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "a GIF image"
+    if b"<svg" in lower:
+        return "an SVG drawing"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "an AVIF image"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "a HEIC/HEIF image"
+        return "a video or MP4-family file"
+    if data.startswith(b"PK\x03\x04"):
+        return "a ZIP archive (or an Office document)"
+    if data.startswith(b"\x00\x00\x00\x0cjP  ") or data.startswith(b"\xff\x4f\xff\x51"):
+        return "a JPEG 2000 image"
+    if lower.startswith((b"<?xml", b"<!doctype html", b"<html")):
+        return "an XML/HTML document"
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "a WAV audio file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if head and all(c >= 32 or c in b"\t\r\n\f" for c in head):
+        return "a text file"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# load_image
+# --------------------------------------------------------------------------------------
+
+
+def _too_many_pixels(label: str, width: int | None, height: int | None, max_pixels: int) -> ImageTooLargeError:
+    side = int(round(math.sqrt(max_pixels), -2)) if max_pixels >= 10_000 else int(math.sqrt(max_pixels))
+    if width is not None and height is not None:
+        what = f"{label} is {width:,} x {height:,} = {width * height:,} pixels"
+    else:
+        what = f"{label} has more pixels than can be decoded safely"
+    return ImageTooLargeError(
+        f"{what}; the limit is {max_pixels:,} (about {side} x {side}). Resize it and try again."
+    )
+
+
+def load_image(
+    source: Source,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Image.Image:
+    """Load an image file as a fully decoded 8-bit RGB :class:`PIL.Image.Image`.
+
+    Args:
+        source: a path (``str`` or :class:`~pathlib.Path`), the file's ``bytes``, or a
+            binary file object (read from its current position to the end).
+        max_pixels: refuse images with more than this many pixels (width x height). The
+            size is read from the header *before* any pixel is decoded (decompression-bomb
+            guard). Pillow's own bomb limit (``Image.MAX_IMAGE_PIXELS``, ~179 M pixels for
+            the hard error) still applies above it.
+        max_bytes: refuse files larger than this many bytes (checked before reading a path).
+
+    Returns:
+        A new image of mode ``"RGB"`` (3 x 8 bits), size ``(width, height)`` after EXIF
+        orientation. The conversion rules (alpha composited on white, 16-bit scaled by
+        1/257, ...) are described in the module docstring. The file is fully decoded
+        (``.load()``), so truncation is detected here and never later. This relies on
+        Pillow's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` being ``False`` (its default,
+        which decodemo never changes).
+
+    Raises:
+        EmptyFileError: zero bytes.
+        FileTooLargeError: more than ``max_bytes`` bytes.
+        UnsupportedFormatError: not a PNG, JPEG, BMP, TIFF or WebP file (text, PDF, SVG,
+            GIF, ...), or an image mode that cannot be converted to RGB.
+        ImageTooLargeError: more than ``max_pixels`` pixels.
+        CorruptFileError: the file starts like an accepted format but cannot be decoded
+            (truncated, damaged); every other exception from Pillow while decoding.
+        InputError: a path that does not exist or is not a regular file.
+    """
+    data, name = read_source(source, max_bytes=max_bytes, kind="image")
+    label = f"'{name}'" if name else "The file"
+    big_label = f"'{name}'" if name else "The image"
+    claimed = _sniff_image(data)
+
+    try:
+        with warnings.catch_warnings():
+            # We apply our own (lower) limit below; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+            except Image.DecompressionBombError as exc:
+                raise _too_many_pixels(big_label, None, None, max_pixels) from exc
+            except UnidentifiedImageError as exc:
+                if claimed is not None:
+                    raise CorruptFileError(
+                        f"{label} starts like a {claimed} image but its header cannot be read; "
+                        f"the file is damaged or cut short. Accepted: {ACCEPTED_IMAGE_FORMATS} files."
+                    ) from exc
+                other = _describe_other(data)
+                what = f"{label} is {other}, not an image we read" if other else f"{label} is not a recognised image"
+                raise UnsupportedFormatError(
+                    f"{what}. Accepted: {ACCEPTED_IMAGE_FORMATS} files "
+                    f"({', '.join(IMAGE_EXTENSIONS)})."
+                ) from exc
+
+            width, height = img.size
+            if width * height > max_pixels:
+                raise _too_many_pixels(big_label, width, height, max_pixels)
+
+            img.load()
+            img = _apply_exif_orientation(img)
+            return _to_rgb8(img, label)
+    except DecodemoError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(big_label, None, None, max_pixels) from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a damaged file
+        fmt = claimed or "image"
+        detail = str(exc).strip() or type(exc).__name__
+        raise CorruptFileError(
+            f"{label} could not be decoded as a {fmt} file ({detail}); it is damaged or cut short. "
+            f"Save or export it again as {ACCEPTED_IMAGE_FORMATS} and retry."
+        ) from exc
+
+
+def _apply_exif_orientation(img: Image.Image) -> Image.Image:
+    """Apply the EXIF Orientation tag; an unreadable EXIF block leaves the image as is."""
+    try:
+        orientation = img.getexif().get(0x0112)
+        if orientation in (2, 3, 4, 5, 6, 7, 8):
+            return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - broken metadata must not refuse good pixels
+        pass
+    return img
+
+
+def _grey_to_uint8(img: Image.Image) -> np.ndarray:
+    """High-bit-depth grey (``I;16*``, ``I``, ``F``) -> ``(H, W)`` uint8 (rules in module doc)."""
+    mode = img.mode
+    if mode in _GREY_16:
+        a = np.asarray(img).astype(np.float64) / 257.0
+    elif mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        finite = np.isfinite(a)
+        if not finite.any():
+            a = np.zeros(a.shape)
+        else:
+            lo, hi = float(a[finite].min()), float(a[finite].max())
+            if lo >= 0.0 and hi <= 1.0:
+                a = np.where(finite, a, 0.0) * 255.0
+            elif hi > lo:
+                a = (np.where(finite, a, lo) - lo) / (hi - lo) * 255.0
+            else:
+                a = np.zeros(a.shape)
+    else:  # "I" and other integer grey modes
+        a = np.asarray(img).astype(np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= 0 and hi <= 65535:
+            a = a / 257.0
+        else:
+            a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros(a.shape)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _to_rgb8(img: Image.Image, label: str = "The image") -> Image.Image:
+    """Convert a loaded image of any Pillow mode to 8-bit RGB (rules in module doc)."""
+    mode = img.mode
+    if mode in _GREY_16 or mode == "F" or mode.startswith("I"):
+        return Image.fromarray(_grey_to_uint8(img), mode="L").convert("RGB")
+    if mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode == "RGB":
+        return img
+    try:
+        return img.convert("RGB")
+    except ValueError as exc:
+        raise UnsupportedFormatError(
+            f"{label} uses the pixel mode '{mode}', which cannot be converted to RGB. "
+            "Save it as 8-bit RGB, RGBA or greyscale and try again."
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------
+# image_to_array
+# --------------------------------------------------------------------------------------
+
+
+def image_to_array(img: Image.Image, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """An image as a float32 array ``(H, W, 3)`` with values in ``[0, 1]``.
+
+    Args:
+        img: a PIL image, normally from :func:`load_image` (mode ``"RGB"``). Other modes
+            are converted with the same rules as :func:`load_image`.
+        size: ``None`` keeps the image's size; an ``int`` ``s`` resizes to ``s x s``; a
+            tuple is ``(height, width)`` (numpy order, **not** PIL's ``(width, height)``).
+            Resizing is Pillow bicubic (antialiased when shrinking), done in 8 bits, so
+            the result stays within ``[0, 1]``.
+
+    Returns:
+        ``np.ndarray`` of dtype float32, shape ``(H, W, 3)``, channel order RGB,
+        ``pixel / 255``.
+    """
+    if img.mode != "RGB":
+        img = _to_rgb8(img)
+    if size is not None:
+        if isinstance(size, (int, np.integer)):
+            h = w = int(size)
+        else:
+            h, w = (int(v) for v in size)
+        if h <= 0 or w <= 0:
+            raise ValueError(f"size must be positive, got {size!r}")
+        if (w, h) != img.size:
+            img = img.resize((w, h), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+

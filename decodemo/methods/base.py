@@ -1,0 +1,116 @@
+"""What every detection method shares: the result type and the model-folder format.
+
+A model folder holds ``config.json`` (the method's config dataclass, with everything needed
+to rebuild the network and prepare inputs) and ``model.safetensors`` (weights and normal-data
+statistics). Pickle weights are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from decodemo.errors import ModelError, UnsafeWeightsError
+
+__all__ = [
+    "DetectionResult",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "PICKLE_SUFFIXES",
+    "read_config",
+    "write_folder",
+    "read_weights",
+    "config_from_dict",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+@dataclass
+class DetectionResult:
+    """The output of one detector on a batch.
+
+    Attributes:
+        scores: ``(B,)`` image (or window) anomaly scores, higher = more anomalous.
+        maps: ``(B, H, W)`` anomaly maps at input resolution.
+        nfe: network evaluations per input (diffusion model calls).
+        variants: other scores of the same inputs for ablations, e.g. ``{"nll": (B,), ...}``.
+        reconstruction: ``(B, 3, H, W)`` the method's corrected / reconstructed input, if any.
+        extras: intermediates a person may look at (e.g. a latent norm map ``(B, h, w)``).
+    """
+
+    scores: torch.Tensor
+    maps: torch.Tensor
+    nfe: int
+    variants: dict[str, torch.Tensor] = field(default_factory=dict)
+    reconstruction: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def config_from_dict(cls: type, data: dict[str, Any], *, where: str = "config") -> Any:
+    """Build config dataclass ``cls`` from ``data``, naming unknown or missing fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ModelError(f"{where}: unknown field(s) {unknown} for {cls.__name__}.")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ModelError(f"{where}: {exc}") from exc
+
+
+def _check_no_pickles(folder: Path) -> None:
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise UnsafeWeightsError(
+            f"The model folder {folder} holds pickle weights ({', '.join(pickles)}). decodemo loads "
+            f"only '{WEIGHTS_NAME}' (safetensors) beside '{CONFIG_NAME}'; convert the weights first."
+        )
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Read ``config.json`` of a model folder (refusing folders with pickle weights)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"No model folder at {folder}: expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME}.")
+    _check_no_pickles(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelError(f"{folder} has no {CONFIG_NAME}: it is not a decodemo model folder.")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "method" not in data:
+        raise ModelError(f"{path} does not name a 'method'.")
+    return data
+
+
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    folder = Path(folder)
+    _check_no_pickles(folder)
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise ModelError(f"{folder} has no {WEIGHTS_NAME}.")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types on bad headers
+        raise ModelError(f"{path} could not be read as safetensors: {exc}") from exc
+
+
+def write_folder(folder: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (created if needed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder

@@ -1,0 +1,56 @@
+"""Configuration of the reconstruction-free detector (``invad``), saved as ``config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from decodemo.features.efficientnet import DEFAULT_BLOCKS, LITE0_BLOCK_CHANNELS
+
+__all__ = ["InvADConfig"]
+
+
+@dataclass
+class InvADConfig:
+    """Everything needed to rebuild an ``invad`` model and prepare its inputs.
+
+    Inputs are resized to ``image_size``; features of EfficientNet-Lite0 blocks
+    ``feature_blocks`` are resized to ``grid x grid`` and standardised per channel with the
+    normal training features. A ``UNet2DModel`` (``block_out_channels``, self-attention at
+    the lowest level) learns to predict the noise on them (T = ``num_train_timesteps``,
+    linear betas). At test time ``inversion_steps`` DDIM steps map the features to z_T.
+    """
+
+    method: str = "invad"
+    version: int = 1
+    modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
+    category: str | None = None
+    image_size: int = 256
+    backbone: str = "efficientnet-lite0"
+    feature_blocks: list[int] = field(default_factory=lambda: list(DEFAULT_BLOCKS))
+    grid: int = 16
+    block_out_channels: list[int] = field(default_factory=lambda: [64, 128])
+    layers_per_block: int = 1
+    norm_num_groups: int = 32
+    dropout: float = 0.0
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    inversion_steps: int = 3
+    score: str = "nll+diff"  # which variant is the image score: "nll", "diff" or "nll+diff"
+    map_blur_sigma: float = 4.0  # Gaussian blur of the upsampled norm map, pixels at image_size
+    clip_reduce: str = "max"  # audio: how window scores become a clip score ("max" or "mean")
+    mel: dict[str, Any] | None = None  # MelConfig.to_dict() for audio models
+    # Per inversion-step count S (as a string key): mean/std of NLL and Diff on NORMAL
+    # held-out training images, used to standardise the scores before adding them.
+    normal_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    threshold: float | None = None
+    threshold_provenance: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_channels(self) -> int:
+        return sum(LITE0_BLOCK_CHANNELS[b] for b in self.feature_blocks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

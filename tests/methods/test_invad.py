@@ -1,0 +1,152 @@
+"""The reconstruction-free detector: inversion math, a tiny trained model, the model folder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from decodemo.data.layout import scan_layout
+from decodemo.data.synthetic import write_synthetic_layout
+from decodemo.errors import ModelError, UnsafeWeightsError
+from decodemo.methods import load_model
+from decodemo.methods.invad import InvAD, InvADConfig
+from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
+from decodemo.methods.invad.train import split_normal, train_invad
+from decodemo.metrics import auroc
+from decodemo.training import TrainSettings
+
+
+def _alphas(T=1000):
+    betas = torch.linspace(1e-4, 0.02, T)
+    return torch.cumprod(1 - betas, 0)
+
+
+def test_inversion_grid():
+    assert inversion_timesteps(1000, 3) == [0, 333, 666, 999]
+    assert inversion_timesteps(1000, 1) == [0, 999]
+    assert len(inversion_timesteps(1000, 10)) == 11
+    with pytest.raises(ValueError):
+        inversion_timesteps(1000, 0)
+
+
+def test_ddim_inversion_with_oracle_noise_is_exact():
+    # If x_0 = sqrt(ab_0) a + sqrt(1 - ab_0) e and the model always predicts e, DDIM inversion
+    # must land exactly on sqrt(ab_T) a + sqrt(1 - ab_T) e, whatever the grid.
+    ab = _alphas()
+    g = torch.Generator().manual_seed(0)
+    a, e = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    x0 = ab[0].sqrt() * a + (1 - ab[0]).sqrt() * e
+    for steps in (1, 3, 10):
+        ts = inversion_timesteps(1000, steps)
+        calls = []
+        z = ddim_invert(lambda x, t: (calls.append(t), e)[1], x0, ab, ts)
+        expected = ab[999].sqrt() * a + (1 - ab[999]).sqrt() * e
+        torch.testing.assert_close(z, expected, rtol=1e-4, atol=1e-4)
+        assert len(calls) == steps  # NFE = S
+
+
+def test_scores_match_gaussian_log_density():
+    z = torch.randn(3, 5, 4, 4)
+    ref = -torch.distributions.Normal(0.0, 1.0).log_prob(z).flatten(1).sum(1)
+    torch.testing.assert_close(nll_score(z), ref, rtol=1e-5, atol=1e-4)
+    z = torch.zeros(1, 2, 2, 2)
+    z[0, :, 1, 1] = torch.tensor([3.0, 4.0])
+    assert norm_map(z)[0, 1, 1] == 5.0
+    assert diff_score(z).item() == pytest.approx(5.0)
+
+
+def test_split_normal_is_seeded_and_disjoint():
+    fit, val = split_normal(50, 0.1, seed=3)
+    assert split_normal(50, 0.1, seed=3) == (fit, val)
+    assert not set(fit) & set(val) and len(fit) + len(val) == 50 and len(val) == 5
+
+
+def _tiny_config(**kw) -> InvADConfig:
+    return InvADConfig(image_size=128, grid=8, block_out_channels=[32, 64], norm_num_groups=8, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tex")
+    write_synthetic_layout(root / "data", modality="image", n_train=24, n_test_good=8, n_test_per_kind=4, size=128, seed=1)
+    layout = scan_layout(root / "data")
+    settings = TrainSettings(steps=150, batch_size=16, lr=1e-3, warmup_steps=10, checkpoint_every=100, device="cpu")
+    model, summary = train_invad(layout, root / "model", settings, config=_tiny_config(category="tex"),
+                                 val_fraction=0.2, calibrate_steps=(1, 3), log=lambda *_: None)
+    return model, layout, root / "model", summary
+
+
+def test_tiny_invad_separates_defects(tiny_model):
+    from decodemo.evaluation import evaluate
+
+    model, layout, _, summary = tiny_model
+    assert summary["steps"] == 150 and math.isfinite(summary["final_loss"])
+    report = evaluate(model, layout, batch_size=8)
+    assert report["overall"]["nll+diff"]["image_auroc"] >= 0.9
+    # The map must point at the drawn defects better than chance.
+    assert report["overall"]["nll+diff"]["pixel_auroc"] >= 0.75
+    assert report["timing"]["nfe_per_input"] == 3
+
+
+def test_model_folder_round_trip_and_refusals(tiny_model, tmp_path):
+    model, layout, folder, _ = tiny_model
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["method"] == "invad" and cfg["threshold"] is not None and "no test data" in cfg["threshold_provenance"]
+    assert set(cfg["normal_stats"]) == {"1", "3"}
+    loaded = load_model(folder)
+    x = torch.rand(2, 3, 128, 128)
+    torch.testing.assert_close(loaded.detect(x).scores, model.detect(x).scores)
+    with pytest.raises(ModelError, match="S=5"):
+        loaded.detect(x, steps=5)
+    # A folder with pickle weights is refused before anything is read.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((folder / "config.json").read_text())
+    (bad / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(UnsafeWeightsError):
+        load_model(bad)
+    # A config naming an unknown field says which.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    (broken / "config.json").write_text(json.dumps({**cfg, "colour": "red"}))
+    with pytest.raises(ModelError, match="colour"):
+        load_model(broken)
+
+
+def test_training_resumes_from_checkpoint(tmp_path):
+    from decodemo.training import train_loop
+
+    torch.manual_seed(0)
+    data = torch.randn(64, 4)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+
+    class AE(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.nn.functional.mse_loss(self.net(x), x)
+
+    s = TrainSettings(steps=40, batch_size=8, lr=1e-2, warmup_steps=2, checkpoint_every=20, device="cpu")
+    full = AE(torch.nn.Sequential(*[m for m in net]))
+    import copy
+
+    a, b = copy.deepcopy(full), copy.deepcopy(full)
+    train_loop(a, data, s, checkpoint_dir=tmp_path / "a")
+    # Stop at 20, then resume to 40: same step count, checkpoint holds step 40, weights finite.
+    half = TrainSettings(**{**s.to_dict(), "steps": 20})
+    train_loop(b, data, half, checkpoint_dir=tmp_path / "b")
+    state = json.loads((tmp_path / "b" / "trainer_state.json").read_text())
+    assert state["step"] == 20
+    c = copy.deepcopy(full)
+    out = train_loop(c, data, s, checkpoint_dir=tmp_path / "b", resume=True)
+    assert out["steps"] == 40
+    assert json.loads((tmp_path / "b" / "trainer_state.json").read_text())["step"] == 40
+    assert all(torch.isfinite(p).all() for p in c.parameters())
+    assert not (tmp_path / "b" / "optimizer.bin").exists()
