@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--inversion-steps", type=int, default=3, help="S, DDIM inversion steps at test time")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/good held out for score statistics and the threshold")
+    t.add_argument("--feature-norm", default="position", choices=["position", "channel"],
+                   help="standardise features per channel and grid position (default) or per channel")
     t.add_argument("--category", default=None, help="name recorded in the model (default: the data folder's)")
 
     e = sub.add_parser("evaluate", help="evaluate a model on test/ of a folder layout")
@@ -62,7 +64,7 @@ def _cmd_train(args) -> int:
                              checkpoint_every=args.checkpoint_every, device=args.device,
                              mixed_precision=args.mixed_precision)
     cfg = InvADConfig(image_size=args.image_size, inversion_steps=args.inversion_steps,
-                      category=args.category or layout.root.name)
+                      feature_norm=args.feature_norm, category=args.category or layout.root.name)
     _, summary = train_invad(layout, args.out, settings, config=cfg, val_fraction=args.val_fraction, resume=args.resume)
     print(f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s (final loss {summary['final_loss']}); "
           f"model written to {args.out}")

@@ -145,17 +145,19 @@ def train_loop(
     module, optimizer, loader, scheduler = acc.prepare(module, optimizer, loader, scheduler)
 
     ckpt = Path(checkpoint_dir)
-    start, history, elapsed_before = 0, [], 0.0
+    start, history, elapsed_before, recent = 0, [], 0.0, []
     if resume and (ckpt / "trainer_state.json").is_file():
         trainer = _load_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler)
         start, history, elapsed_before = trainer["step"], trainer.get("history", []), trainer.get("seconds", 0.0)
+        recent = list(trainer.get("recent_losses", []))
         set_seed(settings.seed + start)
         acc.print(f"Resuming from step {start} ({ckpt}).")
     if start >= settings.steps:
-        return {"steps": start, "seconds": elapsed_before, "final_loss": None, "history": history}
+        return {"steps": start, "seconds": elapsed_before,
+                "final_loss": sum(recent) / len(recent) if recent else None, "history": history}
 
     module.train()
-    losses: list[float] = []
+    losses: list[float] = recent
     t0 = time.perf_counter()
     bar = tqdm(total=settings.steps, initial=start, desc=desc, disable=not acc.is_local_main_process, dynamic_ncols=True)
     batches = iter(loader)
@@ -185,7 +187,8 @@ def train_loop(
             if acc.is_main_process:
                 seconds = elapsed_before + time.perf_counter() - t0
                 _save_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler, step,
-                                 {"history": history, "seconds": seconds, "settings": settings.to_dict()})
+                                 {"history": history, "seconds": seconds, "settings": settings.to_dict(),
+                                  "recent_losses": losses[-50:]})
     bar.close()
     module.eval()
     tail = losses[-50:]

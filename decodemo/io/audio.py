@@ -32,7 +32,7 @@ from decodemo.errors import (
     SilentAudioError,
     UnsupportedFormatError,
 )
-from decodemo.io.images import Source, _describe_other, _sniff_image, read_source
+from decodemo.io.images import Source, _a, _describe_other, _sniff_image, read_source
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -78,7 +78,7 @@ def _sniff_audio(data: bytes) -> str | None:
 def _describe_non_audio(data: bytes) -> str | None:
     img = _sniff_image(data)
     if img is not None:
-        return f"a {img} image"
+        return f"{_a(img)} image"
     other = _describe_other(data)
     return None if other == "a WAV audio file" else other
 
@@ -154,7 +154,7 @@ def load_audio(
     def corrupt(detail: str, exc: BaseException | None = None) -> CorruptFileError:
         fmt = claimed or "audio"
         err = CorruptFileError(
-            f"{label} could not be decoded as a {fmt} file ({detail}); it is damaged or cut short. "
+            f"{label} could not be decoded as {_a(fmt)} file ({detail}); it is damaged or cut short. "
             f"Export it again as {ACCEPTED_AUDIO_FORMATS} and retry."
         )
         if exc is not None:
@@ -244,6 +244,12 @@ def load_audio(
         import librosa  # deferred: importing librosa costs about a second
 
         mono = librosa.resample(mono, orig_sr=sr_in, target_sr=sample_rate, res_type="soxr_hq")
+        if not np.isfinite(mono).all():  # finite but huge float samples overflow float32 when resampled
+            raise NonFiniteAudioError(
+                f"{clip} has sample values too large to process (peak {float(np.abs(y).max()):.3g}; full scale is 1.0): "
+                "resampling them gives invalid numbers (NaN or infinite). Re-export it from the recording software; "
+                "every sample must be a finite number of ordinary size."
+            )
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 

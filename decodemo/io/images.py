@@ -83,6 +83,13 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 # --------------------------------------------------------------------------------------
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an MP3", "an image", "a PNG", "a WAV"."""
+    spelled_out = {"MP3", "MP4", "RGB", "RGBA", "L", "LA", "SVG", "HEIC"}  # read letter by letter
+    vowel_sound = word[:1].lower() in "aeiou" or word.split()[0] in spelled_out
+    return f"{'an' if vowel_sound else 'a'} {word}"
+
+
 def _human_bytes(n: int) -> str:
     """``n`` bytes as a short string: ``"512 bytes"``, ``"3.2 MB"`` (MB = 2**20 bytes)."""
     if n < 1024:
@@ -153,7 +160,7 @@ def read_source(source: Source, *, max_bytes: int, kind: str = "file") -> tuple[
 def _check_size(size: int, max_bytes: int, name: str | None, kind: str, *, exact: bool) -> None:
     label = f"'{name}'" if name else f"The {kind}"
     if size == 0:
-        raise EmptyFileError(f"{label} is empty (0 bytes). Give a {kind} that has content.")
+        raise EmptyFileError(f"{label} is empty (0 bytes). Give {_a(kind)} that has content.")
     if size > max_bytes:
         shown = _human_bytes(size) if exact else f"more than {_human_bytes(max_bytes)}"
         raise FileTooLargeError(
@@ -283,7 +290,7 @@ def load_image(
             except UnidentifiedImageError as exc:
                 if claimed is not None:
                     raise CorruptFileError(
-                        f"{label} starts like a {claimed} image but its header cannot be read; "
+                        f"{label} starts like {_a(claimed)} image but its header cannot be read; "
                         f"the file is damaged or cut short. Accepted: {ACCEPTED_IMAGE_FORMATS} files."
                     ) from exc
                 other = _describe_other(data)
@@ -308,7 +315,7 @@ def load_image(
         fmt = claimed or "image"
         detail = str(exc).strip() or type(exc).__name__
         raise CorruptFileError(
-            f"{label} could not be decoded as a {fmt} file ({detail}); it is damaged or cut short. "
+            f"{label} could not be decoded as {_a(fmt)} file ({detail}); it is damaged or cut short. "
             f"Save or export it again as {ACCEPTED_IMAGE_FORMATS} and retry."
         ) from exc
 

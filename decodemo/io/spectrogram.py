@@ -8,9 +8,11 @@ map (:func:`overlap_average`), whose per-column maximum is the score curve over 
 (:func:`frame_scores`). :func:`tf_axes` and :func:`map_cell_to_time_freq` turn map cells
 (also of lower-resolution maps) into seconds and Hz for display.
 
-The dB range is **fixed** (``db_min..db_max`` relative to a power of 1.0, i.e. a
-full-scale signal), not relative to each clip's maximum, so loudness differences between
-clips stay visible to the model.
+The dB range is **fixed** (``db_min..db_max`` relative to a mel power of 1.0 in librosa's
+unnormalised power units, not to each clip's maximum), so loudness differences between
+clips stay visible to the model. It is not full scale: a full-scale sine reaches about
++34 dB and saturates; the fan recordings sit at 0.56 on average and below 0.95 for normal
+clips, with under 1 % of cells saturated in the loudest fault clips.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ class MelConfig:
             raise ValueError(f"MelConfig needs db_max > db_min, got {self.db_min}..{self.db_max}")
         if not (self.window_seconds > 0 and self.window_hop_seconds > 0):
             raise ValueError("MelConfig.window_seconds and window_hop_seconds must be positive")
+        if self.window_hop_seconds > self.window_seconds:  # windows must cover every frame
+            raise ValueError(
+                f"MelConfig.window_hop_seconds={self.window_hop_seconds} is longer than "
+                f"window_seconds={self.window_seconds}: frames between windows would never be scored"
+            )
 
     @property
     def fmax_hz(self) -> float:

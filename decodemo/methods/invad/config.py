@@ -15,8 +15,8 @@ class InvADConfig:
     """Everything needed to rebuild an ``invad`` model and prepare its inputs.
 
     Inputs are resized to ``image_size``; features of EfficientNet-Lite0 blocks
-    ``feature_blocks`` are resized to ``grid x grid`` and standardised per channel with the
-    normal training features. A ``UNet2DModel`` (``block_out_channels``, self-attention at
+    ``feature_blocks`` are resized to ``grid x grid`` and standardised with the normal
+    training features (per channel and position by default, ``feature_norm``). A ``UNet2DModel`` (``block_out_channels``, self-attention at
     the lowest level) learns to predict the noise on them (T = ``num_train_timesteps``,
     linear betas). At test time ``inversion_steps`` DDIM steps map the features to z_T.
     """
@@ -29,6 +29,9 @@ class InvADConfig:
     backbone: str = "efficientnet-lite0"
     feature_blocks: list[int] = field(default_factory=lambda: list(DEFAULT_BLOCKS))
     grid: int = 16
+    # "position": standardise each channel at each of the grid x grid positions with the
+    # normal training features (default); "channel": one mean/std per channel (the paper).
+    feature_norm: str = "position"
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128])
     layers_per_block: int = 1
     norm_num_groups: int = 32
@@ -51,6 +54,10 @@ class InvADConfig:
     @property
     def feature_channels(self) -> int:
         return sum(LITE0_BLOCK_CHANNELS[b] for b in self.feature_blocks)
+
+    def __post_init__(self) -> None:
+        if self.feature_norm not in ("position", "channel"):
+            raise ValueError(f"feature_norm must be 'position' or 'channel', got {self.feature_norm!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

