@@ -1,4 +1,4 @@
-"""Command line: ``python -m decodemo {train,evaluate,score} ...``."""
+"""Command line: ``python -m decodemo {train,evaluate,score} ...`` for every method."""
 
 from __future__ import annotations
 
@@ -17,25 +17,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m decodemo", description="Diffusion-based anomaly detection.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a detector on train/good of a folder layout")
-    t.add_argument("--method", required=True, choices=["invad"], help="method id")
-    t.add_argument("--data", required=True, type=Path, help="dataset folder (train/good, test/...)")
+    t = sub.add_parser("train", help="train a detector on train/good of one or more folder layouts")
+    t.add_argument("--method", required=True, choices=["invad", "vae", "decodiff"],
+                   help="method id (vae: the latent space that decodiff uses)")
+    t.add_argument("--data", required=True, type=Path, action="append",
+                   help="dataset folder (train/good, test/...); vae and decodiff take several, one per category")
     t.add_argument("--out", required=True, type=Path, help="model folder to write")
-    t.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--vae", type=Path, default=None, help="decodiff: a trained vae folder (else one is trained first)")
+    t.add_argument("--steps", type=int, default=None, help="optimiser steps (invad 1500, vae 1500, decodiff 3000)")
+    t.add_argument("--vae-steps", type=int, default=1500, help="decodiff without --vae: steps of the vae stage")
+    t.add_argument("--batch-size", type=int, default=None, help="invad 32, vae 16, decodiff 64")
+    t.add_argument("--lr", type=float, default=None, help="invad 2e-4, vae 1e-3, decodiff 1e-4 (AdamW)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--validate-every", type=int, default=0,
+                   help="decodiff: print image AUROC on a few test images every N steps (0 = never)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
-    t.add_argument("--image-size", type=int, default=256)
-    t.add_argument("--inversion-steps", type=int, default=3, help="S, DDIM inversion steps at test time")
+    t.add_argument("--image-size", type=int, default=None, help="input size in pixels (invad 256, vae/decodiff 128)")
+    t.add_argument("--gpu-config", action="store_true", help="vae/decodiff: the larger GPU-sized networks")
+    t.add_argument("--inversion-steps", type=int, default=3, help="invad: S, DDIM inversion steps at test time")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/good held out for score statistics and the threshold")
     t.add_argument("--feature-norm", default="position", choices=["position", "channel"],
-                   help="standardise features per channel and grid position (default) or per channel")
-    t.add_argument("--category", default=None, help="name recorded in the model (default: the data folder's)")
+                   help="invad: standardise features per channel and grid position (default) or per channel")
+    t.add_argument("--category", default=None, action="append",
+                   help="category name per --data, in order (default: the data folders' names)")
 
     e = sub.add_parser("evaluate", help="evaluate a model on test/ of a folder layout")
     e.add_argument("--model", required=True, type=Path)
@@ -43,29 +51,84 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--inversion-steps", type=int, default=None, help="override S (invad)")
+    e.add_argument("--category", default=None, help="which category of a multi-class model (decodiff)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     s = sub.add_parser("score", help="score files: one line per file with the score and decision")
     s.add_argument("--model", required=True, type=Path)
     s.add_argument("files", nargs="+", type=Path)
     s.add_argument("--json", type=Path, default=None)
+    s.add_argument("--category", default=None, help="which category of a multi-class model (decodiff)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     return p
 
 
-def _cmd_train(args) -> int:
-    from decodemo.data.layout import scan_layout
-    from decodemo.methods.invad.config import InvADConfig
-    from decodemo.methods.invad.train import train_invad
+DEFAULTS = {  # method -> (steps, batch size, lr, image size)
+    "invad": (1500, 32, 2e-4, 256),
+    "vae": (1500, 16, 1e-3, 128),
+    "decodiff": (3000, 64, 1e-4, 128),
+}
+
+
+def _settings(args, method: str, steps: int | None = None):
     from decodemo.training import TrainSettings
 
-    layout = scan_layout(args.data)
-    settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                             checkpoint_every=args.checkpoint_every, device=args.device,
-                             mixed_precision=args.mixed_precision)
-    cfg = InvADConfig(image_size=args.image_size, inversion_steps=args.inversion_steps,
-                      feature_norm=args.feature_norm, category=args.category or layout.root.name)
-    _, summary = train_invad(layout, args.out, settings, config=cfg, val_fraction=args.val_fraction, resume=args.resume)
+    d_steps, d_batch, d_lr, _ = DEFAULTS[method]
+    return TrainSettings(steps=steps or args.steps or d_steps, batch_size=args.batch_size or d_batch,
+                         lr=args.lr or d_lr, weight_decay=1e-4 if method == "decodiff" else 0.0, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, device=args.device,
+                         mixed_precision=args.mixed_precision,
+                         validate_every=args.validate_every if method == "decodiff" else 0)
+
+
+def _layouts(args) -> dict:
+    from decodemo.data.layout import scan_layout
+
+    names = args.category or [d.resolve().name for d in args.data]
+    if len(names) != len(args.data):
+        raise DecodemoError(f"Give one --category per --data folder ({len(args.data)} folders, {len(names)} names).")
+    if len(set(names)) != len(names):
+        raise DecodemoError(f"Category names must differ: {names}. Name them with --category.")
+    return {n: scan_layout(d) for n, d in zip(names, args.data)}
+
+
+def _cmd_train(args) -> int:
+    layouts = _layouts(args)
+    size = args.image_size or DEFAULTS[args.method][3]
+    if args.method == "invad":
+        from decodemo.methods.invad.config import InvADConfig
+        from decodemo.methods.invad.train import train_invad
+
+        if len(layouts) != 1:
+            raise DecodemoError("invad trains one model per dataset: give one --data folder.")
+        (name, layout), = layouts.items()
+        cfg = InvADConfig(image_size=size, inversion_steps=args.inversion_steps,
+                          feature_norm=args.feature_norm, category=name)
+        _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
+                                 val_fraction=args.val_fraction, resume=args.resume)
+    else:
+        from decodemo.methods.decodiff.config import GPU_VAE, DeCoDiffConfig, VAEConfig
+        from decodemo.methods.decodiff.model import LatentVAE
+        from decodemo.methods.decodiff.train import train_decodiff, train_vae
+
+        vae_cfg = VAEConfig(image_size=size, **(GPU_VAE if args.gpu_config else {}))
+        if args.method == "vae":
+            _, summary = train_vae(layouts, args.out, _settings(args, "vae"), config=vae_cfg,
+                                   val_fraction=args.val_fraction, resume=args.resume)
+        else:
+            if args.vae is not None:
+                vae = LatentVAE.from_pretrained(args.vae)
+            else:
+                vae_dir = args.out / "vae"
+                vae, _ = train_vae(layouts, vae_dir, _settings(args, "vae", args.vae_steps), config=vae_cfg,
+                                   val_fraction=args.val_fraction, resume=args.resume)
+            cfg = DeCoDiffConfig()
+            if args.gpu_config:
+                cfg.block_out_channels = [128, 256, 256, 512]
+                cfg.attention_levels = [2, 3]
+                cfg.layers_per_block = 2
+            _, summary = train_decodiff(layouts, vae, args.out, _settings(args, "decodiff"), config=cfg,
+                                        val_fraction=args.val_fraction, resume=args.resume)
     print(f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s (final loss {summary['final_loss']}); "
           f"model written to {args.out}")
     return 0
@@ -82,6 +145,8 @@ def _cmd_evaluate(args) -> int:
     if layout.modality != model.config.modality:
         raise DecodemoError(f"The model takes {model.config.modality} input but {args.data} holds {layout.modality}.")
     kwargs = {"steps": args.inversion_steps} if args.inversion_steps else {}
+    if getattr(model.config, "categories", None):
+        kwargs["category"] = model.config.categories[model.category_index(args.category)]
     t0 = time.perf_counter()
     report = evaluate(model, layout, batch_size=args.batch_size, **kwargs)
     report["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -100,8 +165,14 @@ def _cmd_score(args) -> int:
     from decodemo.scoring import detect_clip
     from decodemo.training import resolve_device
 
+    from decodemo.evaluation import model_threshold
+
     model = load_model(args.model, device=str(resolve_device(args.device)))
     cfg = model.config
+    kwargs = {}
+    if getattr(cfg, "categories", None):
+        kwargs["category"] = cfg.categories[model.category_index(args.category)]
+    threshold = model_threshold(model, kwargs.get("category"))
     rows, failures = [], 0
     for path in args.files:
         try:
@@ -110,14 +181,14 @@ def _cmd_score(args) -> int:
                     raise DecodemoError(f"{path.name}: this model scores audio clips (.wav, .flac, .ogg, .mp3).")
                 score = detect_clip(model, audio_input(path, MelConfig.from_dict(cfg.mel), cfg.image_size)).score
             else:
-                score = float(model.detect(image_tensor(path, cfg.image_size)[None]).scores[0])
+                score = float(model.detect(image_tensor(path, cfg.image_size)[None], **kwargs).scores[0])
         except DecodemoError as exc:
             failures += 1
             rows.append({"file": str(path), "error": str(exc)})
             print(f"{path}\terror: {exc}", file=sys.stderr)
             continue
-        decision = None if cfg.threshold is None else ("anomalous" if score > cfg.threshold else "normal")
-        rows.append({"file": str(path), "score": score, "threshold": cfg.threshold, "decision": decision})
+        decision = None if threshold is None else ("anomalous" if score > threshold else "normal")
+        rows.append({"file": str(path), "score": score, "threshold": threshold, "decision": decision})
         print(f"{path}\t{score:.4f}\t{decision or 'no threshold'}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

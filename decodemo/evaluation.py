@@ -23,7 +23,17 @@ from decodemo.io.spectrogram import MelConfig
 from decodemo.metrics import clip_metrics, image_metrics, pixel_metrics
 from decodemo.scoring import detect_batched, detect_clip
 
-__all__ = ["collect_scores", "evaluate", "format_report"]
+__all__ = ["collect_scores", "evaluate", "format_report", "model_threshold"]
+
+
+def model_threshold(detector, category: str | None = None) -> float | None:
+    """The model's decision threshold (per category for multi-class models), or None."""
+    th = detector.config.threshold
+    if isinstance(th, dict):
+        if category is None and len(th) == 1:
+            return next(iter(th.values()))
+        return th.get(category)
+    return th
 
 
 def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size: int = 16,
@@ -33,6 +43,7 @@ def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size
     cfg = detector.config
     variants: dict[str, list[float]] = {}
     maps, seconds, nfe = [], 0.0, 0
+    variant_maps: dict[str, list[torch.Tensor]] = {}
     if modality == "audio":
         mel = MelConfig.from_dict(cfg.mel)
         for s in tqdm(samples, desc=desc, leave=False, dynamic_ncols=True):
@@ -49,16 +60,19 @@ def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size
             chunk = samples[i : i + batch_size]
             x = torch.stack([image_tensor(s.path, cfg.image_size) for s in chunk])
             t0 = time.perf_counter()
-            _, m, v, nfe = detect_batched(detector, x, batch_size=batch_size, **kwargs)
+            _, m, v, nfe, vm = detect_batched(detector, x, batch_size=batch_size, with_variant_maps=True, **kwargs)
             seconds += time.perf_counter() - t0
             for k, val in v.items():
                 variants.setdefault(k, []).extend(val.tolist())
             if with_maps:
                 maps.append(m.half())
+                for k, val in vm.items():
+                    variant_maps.setdefault(k, []).append(val.half())
             bar.update(len(chunk))
         bar.close()
         out_maps = torch.cat(maps).float().numpy() if with_maps and maps else None
     return {
+        "variant_maps": {k: torch.cat(v).float().numpy() for k, v in variant_maps.items()},
         "variants": {k: np.asarray(v, dtype=np.float64) for k, v in variants.items()},
         "maps": out_maps,
         "nfe": nfe,
@@ -91,7 +105,8 @@ def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[s
     main = cfg.score if cfg.score in res["variants"] else names[0]
 
     report: dict[str, Any] = {
-        "model": {"method": cfg.method, "category": cfg.category, "score": main},
+        "model": {"method": cfg.method, "category": kwargs.get("category", getattr(cfg, "category", None)),
+                  "score": main},
         "data": str(layout.root),
         "modality": modality,
         "n_test": len(test),
@@ -108,10 +123,12 @@ def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[s
     if res["maps"] is not None:
         size = res["maps"].shape[-2:]
         masks = np.stack([load_mask(s, size) for s in test])
-        report["overall"][main].update(pixel_metrics(masks, res["maps"]))
-        for kind in layout.test_kinds():
-            sel = (kinds == kind) | (labels == 0)
-            report["per_kind"][kind][main].update(pixel_metrics(masks[sel], res["maps"][sel]))
+        all_maps = {main: res["maps"], **{k: v for k, v in res.get("variant_maps", {}).items() if k in names}}
+        for name, maps in all_maps.items():
+            report["overall"][name].update(pixel_metrics(masks, maps))
+            for kind in layout.test_kinds():
+                sel = (kinds == kind) | (labels == 0)
+                report["per_kind"][kind][name].update(pixel_metrics(masks[sel], maps[sel]))
 
     if layout.extra:
         good = res["variants"][main][labels == 0]
@@ -124,10 +141,11 @@ def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[s
             lab = np.r_[np.zeros(len(good)), np.ones(len(sc))]
             report["extra"][kind] = {main: _metrics(lab, np.r_[good, sc], modality)}
 
-    if cfg.threshold is not None:
-        pred = res["variants"][main] > cfg.threshold
+    threshold = model_threshold(detector, kwargs.get("category"))
+    if threshold is not None:
+        pred = res["variants"][main] > threshold
         report["threshold"] = {
-            "value": cfg.threshold,
+            "value": threshold,
             "provenance": cfg.threshold_provenance,
             "false_positive_rate": float(pred[labels == 0].mean()) if (labels == 0).any() else math.nan,
             "true_positive_rate": float(pred[labels == 1].mean()) if (labels == 1).any() else math.nan,

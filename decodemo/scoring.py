@@ -15,22 +15,31 @@ from decodemo.io.spectrogram import frame_scores, frames_per_window, overlap_ave
 __all__ = ["ClipResult", "detect_batched", "detect_clip", "reduce_windows"]
 
 
-def detect_batched(detector, images: torch.Tensor, *, batch_size: int = 16, **kwargs):
-    """``detector.detect`` over ``images`` in chunks; returns scores, variants and maps on CPU."""
+def detect_batched(detector, images: torch.Tensor, *, batch_size: int = 16, with_variant_maps: bool = False, **kwargs):
+    """``detector.detect`` over ``images`` in chunks; returns scores, maps, variants and NFE on
+    CPU, plus (``with_variant_maps``) the maps of other score variants that the detector puts
+    in ``extras`` as ``map_<variant>``."""
     scores, maps, variants, nfe = [], [], {}, 0
+    variant_maps: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch_size):
         res = detector.detect(images[i : i + batch_size], **kwargs)
         scores.append(res.scores.cpu())
         maps.append(res.maps.cpu())
         for k, v in res.variants.items():
             variants.setdefault(k, []).append(v.cpu())
+        for k, v in res.extras.items():
+            if k.startswith("map_"):
+                variant_maps.setdefault(k[4:], []).append(v.cpu())
         nfe = res.nfe
-    return (
+    out = (
         torch.cat(scores),
         torch.cat(maps),
         {k: torch.cat(v) for k, v in variants.items()},
         nfe,
     )
+    if with_variant_maps:
+        return (*out, {k: torch.cat(v) for k, v in variant_maps.items()})
+    return out
 
 
 def reduce_windows(values: torch.Tensor, how: str) -> float:

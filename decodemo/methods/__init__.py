@@ -17,6 +17,8 @@ __all__ = ["METHOD_CLASSES", "method_class", "load_model", "DetectionResult"]
 #: method id -> "module:Class" (imported lazily so the package imports fast).
 METHOD_CLASSES = {
     "invad": "decodemo.methods.invad.model:InvAD",
+    "decodiff": "decodemo.methods.decodiff.model:DeCoDiff",
+    "vae": "decodemo.methods.decodiff.model:LatentVAE",
 }
 
 

@@ -92,6 +92,27 @@ def test_tiny_invad_separates_defects(tiny_model):
     assert report["timing"]["nfe_per_input"] == 3
 
 
+def test_training_lowers_the_denoising_loss(tiny_model):
+    """The trained UNet predicts the noise on normal features better than a fresh one."""
+    model, layout, _, _ = tiny_model
+    from decodemo.inputs import image_tensor
+
+    x = torch.stack([image_tensor(s.path, model.config.image_size) for s in layout.samples("test", "good")])
+    x0 = model.encode(x)
+    fresh = InvAD(model.config)
+    fresh.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    fresh.unet = type(model.unet).from_config(model.unet.config)
+
+    def loss(m):
+        g = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            return float(torch.stack([m.training_loss(x0, generator=g) for _ in range(8)]).mean())
+
+    trained, untrained = loss(model), loss(fresh)
+    assert trained < 0.95 * untrained
+
+
 def test_model_folder_round_trip_and_refusals(tiny_model, tmp_path):
     model, layout, folder, _ = tiny_model
     cfg = json.loads((folder / "config.json").read_text())
@@ -150,3 +171,18 @@ def test_training_resumes_from_checkpoint(tmp_path):
     assert json.loads((tmp_path / "b" / "trainer_state.json").read_text())["step"] == 40
     assert all(torch.isfinite(p).all() for p in c.parameters())
     assert not (tmp_path / "b" / "optimizer.bin").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_and_detects_on_gpu_with_mixed_precision(tmp_path):
+    write_synthetic_layout(tmp_path / "data", modality="image", n_train=12, n_test_good=4, n_test_per_kind=2, size=128, seed=3)
+    layout = scan_layout(tmp_path / "data")
+    settings = TrainSettings(steps=20, batch_size=8, lr=1e-3, warmup_steps=2, device="cuda", mixed_precision="auto")
+    model, summary = train_invad(layout, tmp_path / "model", settings, config=_tiny_config(), calibrate_steps=(3,),
+                                 log=lambda *_: None)
+    assert math.isfinite(summary["final_loss"])
+    assert next(model.unet.parameters()).is_cuda
+    res = model.detect(torch.rand(2, 3, 128, 128, device="cuda"))
+    assert res.scores.is_cuda and torch.isfinite(res.scores).all()
+    loaded = load_model(tmp_path / "model", device="cpu")
+    assert torch.isfinite(loaded.detect(torch.rand(1, 3, 128, 128)).scores).all()

@@ -1,0 +1,98 @@
+"""Configurations of DeCo-Diff (``decodiff``) and of its latent space (``vae``), saved as ``config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["VAEConfig", "DeCoDiffConfig", "CPU_VAE", "GPU_VAE"]
+
+#: A small KL autoencoder that trains on two CPU cores (128 px -> 4 x 16 x 16, about 1 M parameters).
+CPU_VAE: dict[str, Any] = {"block_out_channels": [16, 32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
+                           "norm_num_groups": 8}
+#: A larger one for a GPU (256 px -> 4 x 32 x 32).
+GPU_VAE: dict[str, Any] = {"block_out_channels": [64, 128, 256, 256], "layers_per_block": 2, "latent_channels": 4,
+                           "norm_num_groups": 32}
+
+
+@dataclass
+class VAEConfig:
+    """A ``diffusers.AutoencoderKL`` trained on normal images of one or more domains.
+
+    Latents are ``(encoder mean - latent_shift) * latent_scale``; ``latent_scale`` is set after
+    training to 1 / (standard deviation of the normal training latents), as Stable
+    Diffusion's 0.18215 is for its VAE.
+    """
+
+    method: str = "vae"
+    version: int = 1
+    image_size: int = 128
+    block_out_channels: list[int] = field(default_factory=lambda: list(CPU_VAE["block_out_channels"]))
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_num_groups: int = 8
+    kl_weight: float = 1e-6
+    latent_scale: float = 1.0
+    latent_shift: float = 0.0
+    categories: list[str] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)  # e.g. PSNR on normal test images
+
+    @property
+    def downsampling(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.downsampling
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DeCoDiffConfig:
+    """Everything to rebuild a DeCo-Diff model (its VAE config included) and prepare inputs."""
+
+    method: str = "decodiff"
+    version: int = 1
+    modality: str = "image"
+    categories: list[str] = field(default_factory=list)  # class-conditioning ids, in order
+    vae: dict[str, Any] = field(default_factory=lambda: VAEConfig().to_dict())
+    block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
+    layers_per_block: int = 1
+    attention_levels: list[int] = field(default_factory=lambda: [1, 2])  # which levels get self-attention
+    norm_num_groups: int = 32
+    dropout: float = 0.4
+    num_train_timesteps: int = 10
+    inference_timesteps: list[int] = field(default_factory=lambda: [8, 6, 4, 2, 0])
+    mask_ratio_max: float = 0.7
+    shuffle_ratio_max: float = 0.3
+    pixel_clip: float = 0.4
+    pixel_sigma_at_256: float = 3.0
+    latent_clip: float = 0.2
+    latent_sigma: float = 1.0
+    fusion: str = "geometric"  # the image score is the max of this fused map
+    threshold: dict[str, float] = field(default_factory=dict)  # per category
+    threshold_provenance: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> str:
+        """The score variant used for decisions: the max of the ``fusion`` map."""
+        return self.fusion
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vae["image_size"])
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae["latent_channels"])
+
+    @property
+    def latent_size(self) -> int:
+        return VAEConfig(**{k: v for k, v in self.vae.items()}).latent_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

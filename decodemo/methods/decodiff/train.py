@@ -1,0 +1,198 @@
+"""Training DeCo-Diff: first its latent space (``vae``), then the class-conditioned deviation model.
+
+One model serves several categories: pass several layouts (e.g. bottle and solar cells), each
+becomes a class id. Only ``train/good`` is used for training; a seeded share of it is held out
+for the latent scale check, the decision thresholds and (for the VAE) PSNR.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from decodemo.data.layout import Layout
+from decodemo.errors import DatasetError
+from decodemo.inputs import sample_tensors
+from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
+from decodemo.methods.decodiff.model import DeCoDiff, LatentVAE
+from decodemo.methods.invad.train import split_normal
+from decodemo.metrics import auroc, threshold_at_normal_quantile
+from decodemo.training import TrainSettings, make_accelerator, train_loop
+
+__all__ = ["train_vae", "train_decodiff", "psnr"]
+
+
+def _images(layout: Layout, size: int, split: str = "train", kind: str | None = None) -> torch.Tensor:
+    if layout.modality != "image":
+        raise DatasetError(f"{layout.root}: DeCo-Diff here works on images; this folder holds {layout.modality}.")
+    samples = layout.train if split == "train" else layout.samples(split, kind)
+    return torch.cat(sample_tensors([s.path for s in samples], modality="image", size=size,
+                                    desc=f"{layout.root.name} {split}"))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image of ``(B, C, H, W)`` tensors in [0, 1]."""
+    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+class _CropLoss(nn.Module):
+    """The VAE loss on random ``crop x crop`` windows: the autoencoder is convolutional, so
+    training on crops costs a fraction of full images on a CPU and it still runs on full images."""
+
+    def __init__(self, vae: LatentVAE, crop: int) -> None:
+        super().__init__()
+        self.vae, self.crop = vae, crop
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        s = images.shape[-1]
+        if self.crop and self.crop < s:
+            i, j = (int(v) for v in torch.randint(0, s - self.crop + 1, (2,)))
+            images = images[..., i : i + self.crop, j : j + self.crop]
+        return self.vae(images)
+
+
+@torch.no_grad()
+def _encode_all(vae: LatentVAE, images: torch.Tensor, device, batch: int = 32) -> torch.Tensor:
+    return torch.cat([vae.encode(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
+
+
+def train_vae(
+    layouts: dict[str, Layout],
+    out_dir: str | Path,
+    settings: TrainSettings,
+    *,
+    config: VAEConfig | None = None,
+    crop: int = 64,
+    val_fraction: float = 0.1,
+    resume: bool = False,
+    log=print,
+) -> tuple[LatentVAE, dict[str, Any]]:
+    """Train a small ``AutoencoderKL`` on the normal training images of ``layouts``
+    (``{category: layout}``), set the latent scale to 1 / std of the training latents and
+    record PSNR on held-out normal training images and on ``test/good``."""
+    out_dir = Path(out_dir)
+    cfg = config or VAEConfig()
+    cfg.categories = list(layouts)
+    acc = make_accelerator(settings.device, settings.mixed_precision)
+    vae = LatentVAE(cfg)
+    fit, held = {}, {}
+    for name, layout in layouts.items():
+        imgs = _images(layout, cfg.image_size)
+        f, v = split_normal(len(imgs), val_fraction, settings.seed)
+        fit[name], held[name] = imgs[f], imgs[v]
+    data = torch.cat(list(fit.values()))
+    log(f"VAE: {len(data)} normal training images from {', '.join(layouts)} at {cfg.image_size} px, "
+        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, crops of {crop} px.")
+    summary = train_loop(_CropLoss(vae, crop), data, settings, checkpoint_dir=out_dir / "checkpoint", resume=resume,
+                         accelerator=acc, desc="vae")
+    vae = vae.to(acc.device).eval()
+    # Unit standard deviation of the latents of the normal training images.
+    cfg.latent_scale, cfg.latent_shift = 1.0, 0.0
+    z = _encode_all(vae, data, acc.device)
+    cfg.latent_scale = float(1.0 / z.std())
+    quality: dict[str, Any] = {}
+    for name, layout in layouts.items():
+        q = {}
+        for split, imgs in (("heldout_train_good", held[name]), ("test_good", _images(layout, cfg.image_size, "test", "good")
+                                                                    if layout.samples("test", "good") else None)):
+            if imgs is None or not len(imgs):
+                continue
+            rec = torch.cat([vae.decode(vae.encode(imgs[i : i + 16].to(acc.device))).cpu() for i in range(0, len(imgs), 16)])
+            q[f"psnr_{split}"] = float(psnr(rec, imgs).mean())
+        quality[name] = q
+    cfg.quality = quality
+    cfg.training = {"train_images": len(data), "crop": crop, "train_seconds": round(summary["seconds"], 1),
+                    "final_loss": summary["final_loss"], **settings.to_dict(), "device": str(acc.device)}
+    vae.save_pretrained(out_dir)
+    log(f"VAE written to {out_dir}; latent scale {cfg.latent_scale:.4f}; PSNR " +
+        ", ".join(f"{n}: " + ", ".join(f"{k[5:]} {v:.2f} dB" for k, v in q.items()) for n, q in quality.items()))
+    return vae, summary
+
+
+def train_decodiff(
+    layouts: dict[str, Layout],
+    vae: LatentVAE,
+    out_dir: str | Path,
+    settings: TrainSettings,
+    *,
+    config: DeCoDiffConfig | None = None,
+    val_fraction: float = 0.1,
+    threshold_quantile: float = 0.99,
+    validate_max: int = 40,
+    resume: bool = False,
+    log=print,
+) -> tuple[DeCoDiff, dict[str, Any]]:
+    """Train one class-conditioned DeCo-Diff model on the normal training latents of all
+    ``layouts`` (``{category: layout}``; categories are oversampled to equal weight).
+
+    With ``settings.validate_every``, image AUROC on up to ``validate_max`` test images per
+    category is printed every that many steps (test labels are only reported, never used).
+    Thresholds: the ``threshold_quantile`` of each category's held-out normal scores.
+    """
+    out_dir = Path(out_dir)
+    cfg = config or DeCoDiffConfig()
+    cfg.categories = list(layouts)
+    cfg.vae = vae.config.to_dict()
+    acc = make_accelerator(settings.device, settings.mixed_precision)
+    model = DeCoDiff(cfg, vae).to(acc.device)
+    t0 = time.perf_counter()
+    lat, lab, held = [], [], {}
+    for idx, (name, layout) in enumerate(layouts.items()):
+        imgs = _images(layout, cfg.image_size)
+        f, v = split_normal(len(imgs), val_fraction, settings.seed)
+        held[name] = imgs[v]
+        lat.append(_encode_all(vae, imgs[f], acc.device))
+        lab.append(torch.full((len(f),), idx, dtype=torch.long))
+    most = max(len(z) for z in lat)
+    reps = [int(np.ceil(most / len(z))) for z in lat]
+    latents = torch.cat([z.repeat(r, 1, 1, 1)[:most] for z, r in zip(lat, reps)])
+    labels = torch.cat([y.repeat(r)[:most] for y, r in zip(lab, reps)])
+    log(f"DeCo-Diff: categories {cfg.categories}; {sum(len(z) for z in lat)} normal training latents "
+        f"{tuple(latents.shape[1:])} (balanced to {len(latents)}), UNet "
+        f"{sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters; encoded in {time.perf_counter() - t0:.0f} s.")
+
+    validate = None
+    if settings.validate_every:
+        val_sets = {}
+        for name, layout in layouts.items():
+            samples = [s for s in layout.test]
+            if not samples or len({s.label for s in samples}) < 2:
+                continue
+            g = torch.Generator().manual_seed(settings.seed)
+            pick = sorted(torch.randperm(len(samples), generator=g)[:validate_max].tolist())
+            chosen = [samples[i] for i in pick]
+            if len({s.label for s in chosen}) < 2:
+                continue
+            x = torch.cat(sample_tensors([s.path for s in chosen], modality="image", size=cfg.image_size, desc="validation"))
+            val_sets[name] = (x, np.array([s.label for s in chosen]))
+
+        def validate(m: DeCoDiff) -> dict[str, float]:
+            out = {}
+            for name, (x, y) in val_sets.items():
+                scores = torch.cat([m.detect(x[i : i + 16], category=name).scores.cpu() for i in range(0, len(x), 16)])
+                out[f"{name}_val_auroc"] = auroc(y, scores.numpy())
+            return out
+
+    summary = train_loop(model, TensorDataset(latents, labels), settings, checkpoint_dir=out_dir / "checkpoint",
+                         resume=resume, validate=validate, accelerator=acc, desc="decodiff")
+    model = acc.unwrap_model(model).eval()
+    thresholds = {}
+    for name in layouts:
+        x = held[name]
+        s = torch.cat([model.detect(x[i : i + 16], category=name).scores.cpu() for i in range(0, len(x), 16)])
+        thresholds[name] = float(threshold_at_normal_quantile(s.numpy(), q=threshold_quantile))
+    cfg.threshold = thresholds
+    cfg.threshold_provenance = (f"{threshold_quantile:.2f} quantile of the {cfg.fusion} score of held-out normal training "
+                                f"images per category ({', '.join(f'{n}: {len(held[n])}' for n in layouts)}); no test data used")
+    cfg.training = {"train_latents": int(sum(len(z) for z in lat)), "train_seconds": round(summary["seconds"], 1),
+                    "final_loss": summary["final_loss"], "history": summary["history"], **settings.to_dict(),
+                    "device": str(acc.device)}
+    model.save_pretrained(out_dir)
+    return model, summary
