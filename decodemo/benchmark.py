@@ -32,7 +32,7 @@ from decodemo.io.spectrogram import MelConfig
 from decodemo.methods import load_model
 
 
-def throughput(model, inputs: torch.Tensor, batch: int, repeats: int) -> tuple[float, list[float]]:
+def throughput(model, inputs: torch.Tensor, batch: int, repeats: int, **detect_kwargs) -> tuple[float, list[float]]:
     """Median inputs/second of ``repeats`` passes of ``model.detect`` over ``inputs``."""
     n = len(inputs) - len(inputs) % batch or len(inputs)
     inputs = inputs[:n]
@@ -40,7 +40,7 @@ def throughput(model, inputs: torch.Tensor, batch: int, repeats: int) -> tuple[f
     def one_pass() -> float:
         t0 = time.perf_counter()
         for i in range(0, n, batch):
-            model.detect(inputs[i : i + batch])
+            model.detect(inputs[i : i + batch], **detect_kwargs)
         return n / (time.perf_counter() - t0)
 
     one_pass()  # warm-up

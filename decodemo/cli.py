@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder (train/good, test/...); vae and decodiff take several, one per category")
     t.add_argument("--out", required=True, type=Path, help="model folder to write")
     t.add_argument("--vae", type=Path, default=None, help="decodiff: a trained vae folder (else one is trained first)")
+    t.add_argument("--vae-pretrained", default=None, metavar="REPO_ID",
+                   help="vae/decodiff: use a pretrained diffusers AutoencoderKL from the Hub (or a local diffusers "
+                        "folder) instead of training one, e.g. stabilityai/sd-vae-ft-mse")
+    t.add_argument("--vae-revision", default=None, help="with --vae-pretrained: the pinned revision (a commit)")
+    t.add_argument("--vae-subfolder", default=None, help="with --vae-pretrained: subfolder of the repo, e.g. vae")
     t.add_argument("--steps", type=int, default=None, help="optimiser steps (invad 1500, vae 1500, decodiff 3000)")
     t.add_argument("--vae-steps", type=int, default=1500, help="decodiff without --vae: steps of the vae stage")
     t.add_argument("--batch-size", type=int, default=None, help="invad 32, vae 16, decodiff 64")
@@ -109,14 +114,26 @@ def _cmd_train(args) -> int:
     else:
         from decodemo.methods.decodiff.config import GPU_VAE, DeCoDiffConfig, VAEConfig
         from decodemo.methods.decodiff.model import LatentVAE
-        from decodemo.methods.decodiff.train import train_decodiff, train_vae
+        from decodemo.methods.decodiff.train import pretrained_vae, train_decodiff, train_vae
 
         vae_cfg = VAEConfig(image_size=size, **(GPU_VAE if args.gpu_config else {}))
+        if args.vae_pretrained:
+            if args.vae is not None:
+                raise DecodemoError("Give either --vae (a trained vae folder) or --vae-pretrained, not both.")
+            vae_cfg = VAEConfig(image_size=size, pretrained=args.vae_pretrained, revision=args.vae_revision,
+                                subfolder=args.vae_subfolder)
+            vae = pretrained_vae(layouts, args.out if args.method == "vae" else None, config=vae_cfg,
+                                 device=args.device, val_fraction=args.val_fraction, seed=args.seed)
+            if args.method == "vae":
+                print(f"Pretrained VAE {args.vae_pretrained} calibrated; written to {args.out}")
+                return 0
         if args.method == "vae":
             _, summary = train_vae(layouts, args.out, _settings(args, "vae"), config=vae_cfg,
                                    val_fraction=args.val_fraction, resume=args.resume)
         else:
-            if args.vae is not None:
+            if args.vae_pretrained:
+                pass
+            elif args.vae is not None:
                 vae = LatentVAE.from_pretrained(args.vae)
             else:
                 vae_dir = args.out / "vae"

@@ -88,3 +88,44 @@ def test_detect_returns_the_corrected_image_and_refuses_unknown_categories(tiny)
         LatentVAE.from_pretrained(root / "model")
     with pytest.raises(ModelError, match="expected 'decodiff'"):
         DeCoDiff.from_pretrained(root / "vae")
+
+
+def test_a_pretrained_diffusers_vae_can_replace_our_own(tiny, tmp_path):
+    """``VAEConfig.pretrained`` names a diffusers AutoencoderKL (a Hub repo id; here a local
+    diffusers folder, which ``from_pretrained`` resolves the same way): only the latent scale
+    is computed, the model folder references the VAE instead of copying its weights."""
+    from safetensors import safe_open
+
+    from decodemo.methods.decodiff.model import LatentVAE
+    from decodemo.methods.decodiff.train import pretrained_vae
+
+    _, vae, layouts, _, _ = tiny
+    hub_dir = tmp_path / "hub_vae"
+    vae.vae.save_pretrained(hub_dir, safe_serialization=True)  # what a Hub repo holds
+    cfg = VAEConfig(image_size=64, pretrained=str(hub_dir))
+    pre = pretrained_vae(layouts, tmp_path / "vae_ref", config=cfg, device="cpu", log=lambda *_: None)
+    assert cfg.block_out_channels == [16, 32, 32] and cfg.quality["tex_a"]["psnr_test_good"] > 15.0
+    x = torch.rand(3, 3, 64, 64)
+    torch.testing.assert_close(pre.vae.decode(pre.vae.encode(x).latent_dist.mean).sample,
+                               vae.vae.decode(vae.vae.encode(x).latent_dist.mean).sample)
+    # the calibrated folder holds no copy of the weights and reloads from the reference
+    with safe_open(str(tmp_path / "vae_ref" / "model.safetensors"), "pt") as f:
+        assert list(f.keys()) == []
+    again = LatentVAE.from_pretrained(tmp_path / "vae_ref")
+    torch.testing.assert_close(again.encode(x), pre.encode(x))
+
+    dcfg = DeCoDiffConfig(block_out_channels=[32, 64], attention_levels=[1], norm_num_groups=8)
+    model, _ = train_decodiff(layouts, pre, tmp_path / "dd", TrainSettings(steps=4, batch_size=8, device="cpu"),
+                              config=dcfg, log=lambda *_: None)
+    with safe_open(str(tmp_path / "dd" / "model.safetensors"), "pt") as f:
+        assert not any(k.startswith("vae.") for k in f.keys())
+    loaded = load_model(tmp_path / "dd")
+    torch.testing.assert_close(loaded.detect(x, category="tex_a").scores, model.detect(x, category="tex_a").scores)
+
+    # a pickle-only diffusers folder is refused with a clear error
+    bad = tmp_path / "pickle_vae"
+    bad.mkdir()
+    (bad / "config.json").write_text((hub_dir / "config.json").read_text())
+    torch.save({}, bad / "diffusion_pytorch_model.bin")
+    with pytest.raises(ModelError, match="safetensors"):
+        LatentVAE(VAEConfig(image_size=64, pretrained=str(bad)))

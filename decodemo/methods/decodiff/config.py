@@ -21,12 +21,15 @@ class VAEConfig:
 
     Latents are ``(encoder mean - latent_shift) * latent_scale``; ``latent_scale`` is set after
     training to 1 / (standard deviation of the normal training latents), as Stable
-    Diffusion's 0.18215 is for its VAE.
+    Diffusion's 0.18215 is for its VAE. With ``pretrained`` set, the autoencoder is a Hub VAE
+    (for example ``stabilityai/sd-vae-ft-mse`` at a pinned revision) and only the latent scale
+    and the quality figures are computed here.
     """
 
     method: str = "vae"
     version: int = 1
     image_size: int = 128
+    in_channels: int = 3  # 3 for RGB images, 1 for log-mel spectrograms
     block_out_channels: list[int] = field(default_factory=lambda: list(CPU_VAE["block_out_channels"]))
     layers_per_block: int = 1
     latent_channels: int = 4
@@ -37,6 +40,12 @@ class VAEConfig:
     categories: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)  # e.g. PSNR on normal test images
+    #: A pretrained ``AutoencoderKL`` instead of our own: a Hub repo id (or a local diffusers
+    #: folder), its pinned ``revision`` and ``subfolder``. The network fields above are then
+    #: copied from its config, and its weights are loaded from there (safetensors only).
+    pretrained: str | None = None
+    revision: str | None = None
+    subfolder: str | None = None
 
     @property
     def downsampling(self) -> int:
@@ -76,6 +85,9 @@ class DeCoDiffConfig:
     threshold: dict[str, float] = field(default_factory=dict)  # per category
     threshold_provenance: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    #: dtype of the UNet weights in model.safetensors ("float16" halves the file; they are
+    #: computed in float32 either way). The VAE is always stored in float32.
+    storage_dtype: str = "float32"
 
     @property
     def score(self) -> str:

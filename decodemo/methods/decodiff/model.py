@@ -13,13 +13,14 @@ output layer. Inference: the clean input latent is x_8, steps 8, 6, 4, 2, 0 reus
 map against decode(z_in), latent map, clip constants, blurs scaled to resolution,
 geometric-mean fusion, image score = max of the map.
 
-Deviations, and why:
+Deviations, and why (a pretrained Hub VAE can replace ours: ``VAEConfig.pretrained``):
 - Our own small ``AutoencoderKL`` (about 1 M parameters, 128 px -> 4 x 16 x 16) trained on
   the normal images of the domains instead of Stable Diffusion's VAE: the Hub is not
   reachable offline and the SD VAE (84 M parameters) is slow on a laptop CPU.
 - Class conditioning through ``UNet2DModel(num_class_embeds=...)`` (a class embedding added
   to the time embedding) instead of cross-attention on a class embedding.
-- A UNet of a few million parameters instead of 395 M, trained a few thousand steps.
+- A UNet of a few million parameters instead of 395 M, trained a few thousand steps; the
+  shipped model stores it in float16 (``storage_dtype``) and computes in float32.
 """
 
 from __future__ import annotations
@@ -52,11 +53,32 @@ from decodemo.methods.decodiff.deviation import (
 __all__ = ["LatentVAE", "DeCoDiff", "build_vae", "build_unet"]
 
 
+def load_pretrained_vae(cfg: VAEConfig) -> AutoencoderKL:
+    """The Hub (or local diffusers-folder) ``AutoencoderKL`` that ``cfg.pretrained`` names, at
+    ``cfg.revision``; safetensors only. Copies its network shape into ``cfg``."""
+    try:
+        vae = AutoencoderKL.from_pretrained(cfg.pretrained, revision=cfg.revision, subfolder=cfg.subfolder,
+                                            use_safetensors=True)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        where = cfg.pretrained + (f"@{cfg.revision}" if cfg.revision else "") + (f"/{cfg.subfolder}" if cfg.subfolder else "")
+        raise ModelError(f"Could not load the pretrained VAE {where} (safetensors weights are required; "
+                         f"offline, it must already be in the Hugging Face cache): {exc}") from exc
+    c = vae.config
+    cfg.block_out_channels = list(c.block_out_channels)
+    cfg.layers_per_block = int(c.layers_per_block)
+    cfg.latent_channels = int(c.latent_channels)
+    cfg.norm_num_groups = int(c.norm_num_groups)
+    cfg.in_channels = int(c.in_channels)
+    return vae
+
+
 def build_vae(cfg: VAEConfig) -> AutoencoderKL:
+    if cfg.pretrained:
+        return load_pretrained_vae(cfg)
     n = len(cfg.block_out_channels)
     return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.in_channels,
         down_block_types=("DownEncoderBlock2D",) * n,
         up_block_types=("UpDecoderBlock2D",) * n,
         block_out_channels=tuple(cfg.block_out_channels),
@@ -99,7 +121,8 @@ class LatentVAE(nn.Module):
         return ((self.vae.decode(z).sample + 1) / 2).clamp(0, 1)
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        return write_folder(folder, self.config.to_dict(), self.vae.state_dict())
+        """``config.json`` + ``model.safetensors``; a pretrained (Hub) VAE's weights stay on the Hub."""
+        return write_folder(folder, self.config.to_dict(), {} if self.config.pretrained else self.vae.state_dict())
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "LatentVAE":
@@ -107,6 +130,8 @@ class LatentVAE(nn.Module):
         if data.get("method") != cls.method_id:
             raise ModelError(f"{folder}: method is {data.get('method')!r}, expected 'vae'.")
         model = cls(config_from_dict(VAEConfig, data, where=str(folder)))
+        if model.config.pretrained:
+            return model.to(map_location).eval()
         try:
             model.vae.load_state_dict(read_weights(folder), strict=True)
         except RuntimeError as exc:
@@ -223,9 +248,14 @@ class DeCoDiff(nn.Module):
 
     # ---------------------------------------------------------------- folders
     def save_pretrained(self, folder: str | Path) -> Path:
-        """``config.json`` (with the VAE's config) + ``model.safetensors`` (UNet and VAE weights)."""
-        tensors = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
-        tensors.update({f"vae.{k}": v for k, v in self.vae.vae.state_dict().items()})
+        """``config.json`` (with the VAE's config) + ``model.safetensors`` (UNet and VAE weights;
+        a pretrained Hub VAE is referenced by repo id and revision instead)."""
+        if self.config.storage_dtype not in ("float32", "float16", "bfloat16"):
+            raise ModelError(f"storage_dtype must be float32, float16 or bfloat16, not {self.config.storage_dtype!r}.")
+        dtype = getattr(torch, self.config.storage_dtype)
+        tensors = {f"unet.{k}": v.to(dtype) if v.is_floating_point() else v for k, v in self.unet.state_dict().items()}
+        if not self.vae.config.pretrained:
+            tensors.update({f"vae.{k}": v for k, v in self.vae.vae.state_dict().items()})
         data = self.config.to_dict()
         data["vae"] = self.vae.config.to_dict()
         return write_folder(folder, data, tensors)
@@ -240,8 +270,11 @@ class DeCoDiff(nn.Module):
         model = cls(cfg, vae)
         tensors = read_weights(folder)
         try:
-            model.unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")}, strict=True)
-            model.vae.vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")}, strict=True)
+            model.unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")},
+                                       strict=True)
+            if not vae.config.pretrained:
+                model.vae.vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")},
+                                              strict=True)
         except RuntimeError as exc:
             raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
         return model.to(map_location).eval()

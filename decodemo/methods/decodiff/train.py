@@ -25,15 +25,16 @@ from decodemo.methods.invad.train import split_normal
 from decodemo.metrics import auroc, threshold_at_normal_quantile
 from decodemo.training import TrainSettings, make_accelerator, train_loop
 
-__all__ = ["train_vae", "train_decodiff", "psnr"]
+__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "psnr"]
 
 
-def _images(layout: Layout, size: int, split: str = "train", kind: str | None = None) -> torch.Tensor:
+def _images(layout: Layout, size: int, split: str = "train", kind: str | None = None, channels: int = 3) -> torch.Tensor:
     if layout.modality != "image":
         raise DatasetError(f"{layout.root}: DeCo-Diff here works on images; this folder holds {layout.modality}.")
     samples = layout.train if split == "train" else layout.samples(split, kind)
-    return torch.cat(sample_tensors([s.path for s in samples], modality="image", size=size,
-                                    desc=f"{layout.root.name} {split}"))
+    x = torch.cat(sample_tensors([s.path for s in samples], modality="image", size=size,
+                                 desc=f"{layout.root.name} {split}"))
+    return x.mean(1, keepdim=True) if channels == 1 else x
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -93,27 +94,75 @@ def train_vae(
     summary = train_loop(_CropLoss(vae, crop), data, settings, checkpoint_dir=out_dir / "checkpoint", resume=resume,
                          accelerator=acc, desc="vae")
     vae = vae.to(acc.device).eval()
-    # Unit standard deviation of the latents of the normal training images.
+    _calibrate(vae, layouts, data, held, acc.device)
+    cfg.training = {"train_images": len(data), "crop": crop, "train_seconds": round(summary["seconds"], 1),
+                    "final_loss": summary["final_loss"], **settings.to_dict(), "device": str(acc.device)}
+    vae.save_pretrained(out_dir)
+    _log_quality(log, out_dir, cfg)
+    return vae, summary
+
+
+def _log_quality(log, out_dir, cfg: VAEConfig) -> None:
+    log(f"VAE written to {out_dir}; latent scale {cfg.latent_scale:.4f}; PSNR " +
+        ", ".join(f"{n}: " + ", ".join(f"{k[5:]} {v:.2f} dB" for k, v in q.items()) for n, q in cfg.quality.items()))
+
+
+@torch.no_grad()
+def _calibrate(vae: LatentVAE, layouts: dict[str, Layout], fit: torch.Tensor, held: dict[str, torch.Tensor],
+               device) -> None:
+    """Set the latent scale to 1 / std of the normal training latents (``fit``) and record PSNR
+    on the held-out normal training images and on ``test/good`` of each layout."""
+    cfg = vae.config
     cfg.latent_scale, cfg.latent_shift = 1.0, 0.0
-    z = _encode_all(vae, data, acc.device)
+    z = _encode_all(vae, fit, device)
     cfg.latent_scale = float(1.0 / z.std())
     quality: dict[str, Any] = {}
     for name, layout in layouts.items():
         q = {}
-        for split, imgs in (("heldout_train_good", held[name]), ("test_good", _images(layout, cfg.image_size, "test", "good")
-                                                                    if layout.samples("test", "good") else None)):
+        test_good = (_images(layout, cfg.image_size, "test", "good", cfg.in_channels)
+                     if layout.samples("test", "good") else None)
+        for split, imgs in (("heldout_train_good", held[name]), ("test_good", test_good)):
             if imgs is None or not len(imgs):
                 continue
-            rec = torch.cat([vae.decode(vae.encode(imgs[i : i + 16].to(acc.device))).cpu() for i in range(0, len(imgs), 16)])
+            rec = torch.cat([vae.decode(vae.encode(imgs[i : i + 16].to(device))).cpu() for i in range(0, len(imgs), 16)])
             q[f"psnr_{split}"] = float(psnr(rec, imgs).mean())
         quality[name] = q
     cfg.quality = quality
-    cfg.training = {"train_images": len(data), "crop": crop, "train_seconds": round(summary["seconds"], 1),
-                    "final_loss": summary["final_loss"], **settings.to_dict(), "device": str(acc.device)}
-    vae.save_pretrained(out_dir)
-    log(f"VAE written to {out_dir}; latent scale {cfg.latent_scale:.4f}; PSNR " +
-        ", ".join(f"{n}: " + ", ".join(f"{k[5:]} {v:.2f} dB" for k, v in q.items()) for n, q in quality.items()))
-    return vae, summary
+
+
+def pretrained_vae(
+    layouts: dict[str, Layout],
+    out_dir: str | Path | None,
+    *,
+    config: VAEConfig,
+    device: str = "auto",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    log=print,
+) -> LatentVAE:
+    """Use a pretrained ``AutoencoderKL`` (``config.pretrained``: a Hub repo id at
+    ``config.revision``, or a local diffusers folder) as the latent space: no training, only
+    the latent scale (1 / std of the normal training latents) and PSNR are computed. Written
+    to ``out_dir`` (a config that references the Hub weights) when given."""
+    from decodemo.training import resolve_device
+
+    if not config.pretrained:
+        raise DatasetError("pretrained_vae needs config.pretrained (a Hub repo id or a diffusers folder).")
+    dev = resolve_device(device)
+    config.categories = list(layouts)
+    vae = LatentVAE(config).to(dev).eval()
+    fit, held = [], {}
+    for name, layout in layouts.items():
+        imgs = _images(layout, config.image_size, channels=config.in_channels)
+        f, v = split_normal(len(imgs), val_fraction, seed)
+        fit.append(imgs[f])
+        held[name] = imgs[v]
+    _calibrate(vae, layouts, torch.cat(fit), held, dev)
+    config.training = {"pretrained": config.pretrained, "revision": config.revision, "train_seconds": 0.0}
+    if out_dir is not None:
+        vae.save_pretrained(out_dir)
+    _log_quality(log, out_dir or "(memory)", config)
+    return vae
 
 
 def train_decodiff(
