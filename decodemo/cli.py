@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a detector on train/good of one or more folder layouts")
-    t.add_argument("--method", required=True, choices=["invad", "vae", "decodiff"],
+    t.add_argument("--method", required=True, choices=["invad", "recon", "vae", "decodiff"],
                    help="method id (vae: the latent space that decodiff uses)")
     t.add_argument("--data", required=True, type=Path, action="append",
                    help="dataset folder (train/good, test/...); vae and decodiff take several, one per category")
@@ -45,13 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--inversion-steps", type=int, default=3, help="invad: S, DDIM inversion steps at test time")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/good held out for score statistics and the threshold")
+    t.add_argument("--t0", type=int, default=300, help="recon: partial noising level (of T = 1000)")
+    t.add_argument("--reverse-steps", type=int, default=5, help="recon: DDIM reverse steps (NFE)")
     t.add_argument("--feature-norm", default="position", choices=["position", "channel"],
                    help="invad: standardise features per channel and grid position (default) or per channel")
     t.add_argument("--category", default=None, action="append",
                    help="category name per --data, in order (default: the data folders' names)")
 
     e = sub.add_parser("evaluate", help="evaluate a model on test/ of a folder layout")
-    e.add_argument("--model", required=True, type=Path)
+    e.add_argument("--model", required=True, help="a model folder or a registry name (bottle/invad)")
     e.add_argument("--data", required=True, type=Path)
     e.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     e.add_argument("--batch-size", type=int, default=16)
@@ -60,16 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     s = sub.add_parser("score", help="score files: one line per file with the score and decision")
-    s.add_argument("--model", required=True, type=Path)
+    s.add_argument("--model", required=True, help="a model folder or a registry name (bottle/invad)")
     s.add_argument("files", nargs="+", type=Path)
     s.add_argument("--json", type=Path, default=None)
     s.add_argument("--category", default=None, help="which category of a multi-class model (decodiff)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    m = sub.add_parser("models", help="list the model registry and where each entry would load from")
+    m.add_argument("--manifest", type=Path, default=None, help="default: checkpoints/registry.json")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    u = sub.add_parser("push", help="upload a registry model with a generated model card to the Hugging Face Hub")
+    u.add_argument("--model", required=True, help="registry name, e.g. bottle/invad")
+    u.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if needed)")
+    u.add_argument("--private", action="store_true")
+    u.add_argument("--no-record", action="store_true", help="do not pin the new commit in the manifest")
+    u.add_argument("--manifest", type=Path, default=None)
+
+    r = sub.add_parser("register", help="add or update a registry entry from a model folder")
+    r.add_argument("name", help="registry name, e.g. fan/recon")
+    r.add_argument("folder", type=Path, help="the model folder (under checkpoints/ to be bundled)")
+    r.add_argument("--domain", required=True)
+    r.add_argument("--class-id", default=None, help="the category of a multi-class model")
+    r.add_argument("--figures", type=Path, default=None, help="an evaluate --json report: its default score's figures")
+    r.add_argument("--training-data", default="")
+    r.add_argument("--licence", default="")
+    r.add_argument("--manifest", type=Path, default=None)
     return p
 
 
 DEFAULTS = {  # method -> (steps, batch size, lr, image size)
     "invad": (1500, 32, 2e-4, 256),
+    "recon": (1500, 8, 2e-4, 128),
     "vae": (1500, 16, 1e-3, 128),
     "decodiff": (3000, 64, 1e-4, 128),
 }
@@ -110,6 +133,16 @@ def _cmd_train(args) -> int:
         cfg = InvADConfig(image_size=size, inversion_steps=args.inversion_steps,
                           feature_norm=args.feature_norm, category=name)
         _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
+                                 val_fraction=args.val_fraction, resume=args.resume)
+    elif args.method == "recon":
+        from decodemo.methods.recon.config import ReconConfig
+        from decodemo.methods.recon.train import train_recon
+
+        if len(layouts) != 1:
+            raise DecodemoError("recon trains one model per dataset: give one --data folder.")
+        (name, layout), = layouts.items()
+        cfg = ReconConfig(image_size=size, t0=args.t0, reverse_steps=args.reverse_steps, category=name)
+        _, summary = train_recon(layout, args.out, _settings(args, "recon"), config=cfg,
                                  val_fraction=args.val_fraction, resume=args.resume)
     else:
         from decodemo.methods.decodiff.config import GPU_VAE, DeCoDiffConfig, VAEConfig
@@ -154,10 +187,9 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from decodemo.data.layout import scan_layout
     from decodemo.evaluation import evaluate, format_report
-    from decodemo.methods import load_model
     from decodemo.training import resolve_device
 
-    model = load_model(args.model, device=str(resolve_device(args.device)))
+    model, args.category = load_cli_model(args.model, str(resolve_device(args.device)), args.category)
     layout = scan_layout(args.data, require_train=False, require_test=True)
     if layout.modality != model.config.modality:
         raise DecodemoError(f"The model takes {model.config.modality} input but {args.data} holds {layout.modality}.")
@@ -178,13 +210,12 @@ def _cmd_evaluate(args) -> int:
 def _cmd_score(args) -> int:
     from decodemo.inputs import audio_input, image_tensor, is_audio_path
     from decodemo.io.spectrogram import MelConfig
-    from decodemo.methods import load_model
     from decodemo.scoring import detect_clip
     from decodemo.training import resolve_device
 
     from decodemo.evaluation import model_threshold
 
-    model = load_model(args.model, device=str(resolve_device(args.device)))
+    model, args.category = load_cli_model(args.model, str(resolve_device(args.device)), args.category)
     cfg = model.config
     kwargs = {}
     if getattr(cfg, "categories", None):
@@ -196,7 +227,7 @@ def _cmd_score(args) -> int:
             if cfg.modality == "audio":
                 if not is_audio_path(path):
                     raise DecodemoError(f"{path.name}: this model scores audio clips (.wav, .flac, .ogg, .mp3).")
-                score = detect_clip(model, audio_input(path, MelConfig.from_dict(cfg.mel), cfg.image_size)).score
+                score = detect_clip(model, audio_input(path, MelConfig.from_dict(cfg.mel), cfg.image_size), **kwargs).score
             else:
                 score = float(model.detect(image_tensor(path, cfg.image_size)[None], **kwargs).scores[0])
         except DecodemoError as exc:
@@ -212,9 +243,85 @@ def _cmd_score(args) -> int:
     return 1 if failures else 0
 
 
+def _manifest(args):
+    from decodemo.registry import MANIFEST
+
+    return args.manifest or MANIFEST
+
+
+def _cmd_models(args) -> int:
+    from decodemo.registry import load_manifest, where
+
+    path = _manifest(args)
+    entries = load_manifest(path)
+    rows = [{"name": n, "method": e.method, "modality": e.modality, "domain": e.domain, "class_id": e.class_id,
+             "threshold": e.threshold, "loads_from": where(e, root=path.parent)} for n, e in entries.items()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':<18} {'method':<9} {'modality':<8} {'threshold':>10}  loads from")
+    for r in rows:
+        print(f"{r['name']:<18} {r['method']:<9} {r['modality']:<8} {r['threshold']:>10.4g}  {r['loads_from']}")
+    return 0
+
+
+def _cmd_push(args) -> int:
+    from decodemo.registry import push
+
+    sha = push(args.model, args.repo_id, manifest=_manifest(args), root=_manifest(args).parent, private=args.private,
+               record=not args.no_record)
+    print(f"Pushed {args.model} to {args.repo_id} at commit {sha}"
+          + ("" if args.no_record else "; the manifest now pins that revision."))
+    return 0
+
+
+def _cmd_register(args) -> int:
+    from decodemo.registry import RegistryError, entry_from_folder, load_manifest, save_manifest
+
+    path = _manifest(args)
+    entries = load_manifest(path) if path.is_file() else {}
+    figures = {}
+    if args.figures:
+        report = json.loads(args.figures.read_text())
+        score = report["model"]["score"]
+        figures = {"data": Path(report["data"]).name, "score": score, "n_test": report["n_test"],
+                   **{k: round(float(v), 4) for k, v in report["overall"][score].items()}}
+    old = entries.get(args.name)
+    entry = entry_from_folder(args.name, args.folder, domain=args.domain, class_id=args.class_id, figures=figures,
+                              training_data=args.training_data or (old.training_data if old else ""),
+                              licence=args.licence or (old.licence if old else ""),
+                              hub=old.hub if old else None)
+    if entry.bundled is None and entry.hub is None:
+        raise RegistryError(f"{args.folder} is not under checkpoints/ and {args.name} has no Hub source.")
+    entries[args.name] = entry
+    save_manifest(entries, path)
+    print(f"{args.name}: {entry.method} ({entry.modality}), threshold {entry.threshold:.4g}, sha256 "
+          f"{entry.sha256[:12]}...; written to {path}")
+    return 0
+
+
+def load_cli_model(spec, device: str, category: str | None = None):
+    """A model folder path, or a registry name (``bottle/invad``) -> (model, category)."""
+    from decodemo.methods import load_model
+
+    path = Path(spec)
+    if path.is_dir():
+        return load_model(path, device=device), category
+    from decodemo.registry import MANIFEST, load_on_device, load_manifest, resolve
+
+    entries = load_manifest(MANIFEST) if MANIFEST.is_file() else {}
+    if str(spec) not in entries:
+        raise DecodemoError(f"{spec} is neither a model folder nor a registry name "
+                            f"({', '.join(entries) or 'the registry is empty'}).")
+    entry = entries[str(spec)]
+    folder, _ = resolve(entry)
+    return load_on_device(folder, device), category or entry.class_id
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score}[args.command]
+    handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
+               "push": _cmd_push, "register": _cmd_register}[args.command]
     try:
         return handler(args)
     except DecodemoError as exc:

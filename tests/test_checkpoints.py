@@ -47,11 +47,12 @@ def test_shipped_model_scores_an_image(folder):
 
 
 @pytest.mark.skipif(not BOTTLE.is_dir(), reason="needs ../shared/data/bottle (MVTec AD bottle)")
-@pytest.mark.parametrize("folder, floor", [("bottle/invad", 0.99), ("bottle_elpv/decodiff", 0.93)])
-def test_shipped_bottle_models_reproduce_their_figures(folder, floor):
+@pytest.mark.parametrize("folder, floor, pixel_floor", [("bottle/invad", 0.99, 0.97), ("bottle_elpv/decodiff", 0.93, 0.92),
+                                                       ("bottle/recon", 0.96, 0.73)])
+def test_shipped_bottle_models_reproduce_their_figures(folder, floor, pixel_floor):
     model = load_model(CHECKPOINTS / folder)
     kwargs = {"category": "bottle"} if getattr(model.config, "categories", None) else {}
     report = evaluate(model, scan_layout(BOTTLE, require_train=False), batch_size=16, **kwargs)
     main = report["overall"][model.config.score]
     assert main["image_auroc"] >= floor
-    assert main["pixel_auroc"] >= 0.9
+    assert main["pixel_auroc"] >= pixel_floor

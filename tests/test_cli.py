@@ -109,3 +109,24 @@ def test_audio_train_evaluate_score(tmp_path, capsys):
     assert main(["score", "--model", str(out), str(clip), str(image)]) == 1
     captured = capsys.readouterr()
     assert str(clip) in captured.out and "audio" in captured.err
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_recon_train_evaluate_score(tmp_path, capsys, modality):
+    data = write_synthetic_layout(tmp_path / "d", modality=modality, n_train=6, n_test_good=2, n_test_per_kind=1,
+                                  size=64, seconds=2.0, seed=5)
+    out = tmp_path / "recon"
+    assert main(["train", "--method", "recon", "--data", str(data), "--out", str(out), "--steps", "3",
+                 "--batch-size", "4", "--image-size", "64", "--t0", "200", "--reverse-steps", "4",
+                 "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "recon" and cfg["t0"] == 200 and cfg["modality"] == modality
+    assert cfg["in_channels"] == (1 if modality == "audio" else 3)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "error" in text and "semantic" in text and "combined" in text
+    assert ("NFE per input 4;" in text) == (modality == "image")  # a clip costs 4 per window
+    sample = sorted((data / "test" / "good").glob("*.png" if modality == "image" else "*.wav"))[0]
+    assert main(["score", "--model", str(out), str(sample)]) == 0
+    assert str(sample) in capsys.readouterr().out

@@ -19,6 +19,7 @@ METHOD_CLASSES = {
     "invad": "decodemo.methods.invad.model:InvAD",
     "decodiff": "decodemo.methods.decodiff.model:DeCoDiff",
     "vae": "decodemo.methods.decodiff.model:LatentVAE",
+    "recon": "decodemo.methods.recon.model:Recon",
 }
 
 

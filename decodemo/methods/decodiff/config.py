@@ -30,6 +30,8 @@ class VAEConfig:
     version: int = 1
     image_size: int = 128
     in_channels: int = 3  # 3 for RGB images, 1 for log-mel spectrograms
+    modality: str = "image"
+    mel: dict[str, Any] | None = None  # MelConfig.to_dict() when trained on spectrograms
     block_out_channels: list[int] = field(default_factory=lambda: list(CPU_VAE["block_out_channels"]))
     layers_per_block: int = 1
     latent_channels: int = 4
@@ -82,6 +84,8 @@ class DeCoDiffConfig:
     latent_clip: float = 0.2
     latent_sigma: float = 1.0
     fusion: str = "geometric"  # the image score is the max of this fused map
+    mel: dict[str, Any] | None = None  # MelConfig.to_dict() for audio models
+    clip_reduce: str = "max"  # audio: clip score from window scores
     threshold: dict[str, float] = field(default_factory=dict)  # per category
     threshold_provenance: str | None = None
     training: dict[str, Any] = field(default_factory=dict)

@@ -103,16 +103,20 @@ class LatentVAE(nn.Module):
         self.vae = build_vae(config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images * 2 - 1
+        x = self._channels(images) * 2 - 1
         post = self.vae.encode(x).latent_dist
         z = post.sample()
         rec = self.vae.decode(z).sample
         kl = post.kl().mean() / x[0].numel()
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + self.config.kl_weight * kl
 
+    def _channels(self, images: torch.Tensor) -> torch.Tensor:
+        # spectrogram windows arrive as grey RGB: a one-channel VAE takes their mean
+        return images.mean(1, keepdim=True) if self.config.in_channels == 1 and images.shape[1] != 1 else images
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        z = self.vae.encode(images * 2 - 1).latent_dist.mean
+        z = self.vae.encode(self._channels(images) * 2 - 1).latent_dist.mean
         return (z - self.config.latent_shift) * self.config.latent_scale
 
     @torch.no_grad()
@@ -233,6 +237,8 @@ class DeCoDiff(nn.Module):
             dec_in = F.interpolate(dec_in, size=size, mode="bilinear", align_corners=False)
             dec_corr = F.interpolate(dec_corr, size=size, mode="bilinear", align_corners=False)
         pm = pixel_map(dec_corr, dec_in, clip=cfg.pixel_clip, sigma_at_256=cfg.pixel_sigma_at_256)
+        if dec_corr.shape[1] == 1:  # show spectrograms as grey RGB, like the input
+            dec_in, dec_corr = dec_in.expand(-1, 3, -1, -1), dec_corr.expand(-1, 3, -1, -1)
         lm = latent_map(z_corr, z_in, size, clip=cfg.latent_clip, sigma=cfg.latent_sigma)
         fused = {how: fuse_maps(pm, lm, how) for how in FUSIONS}
         variants = {how: m.flatten(1).amax(1) for how, m in fused.items()}

@@ -19,22 +19,40 @@ from torch.utils.data import TensorDataset
 from decodemo.data.layout import Layout
 from decodemo.errors import DatasetError
 from decodemo.inputs import sample_tensors
+from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.model import DeCoDiff, LatentVAE
 from decodemo.methods.invad.train import split_normal
 from decodemo.metrics import auroc, threshold_at_normal_quantile
+from decodemo.scoring import reduce_windows
 from decodemo.training import TrainSettings, make_accelerator, train_loop
 
 __all__ = ["train_vae", "pretrained_vae", "train_decodiff", "psnr"]
 
 
-def _images(layout: Layout, size: int, split: str = "train", kind: str | None = None, channels: int = 3) -> torch.Tensor:
-    if layout.modality != "image":
-        raise DatasetError(f"{layout.root}: DeCo-Diff here works on images; this folder holds {layout.modality}.")
+def _modality(layouts: dict[str, Layout]) -> str:
+    kinds = {layout.modality for layout in layouts.values()}
+    if len(kinds) != 1:
+        raise DatasetError(f"One DeCo-Diff model takes one kind of input; these folders mix {sorted(kinds)}.")
+    return kinds.pop()
+
+
+def _per_file(layout: Layout, size: int, split: str = "train", kind: str | None = None, *,
+              mel: dict | None = None, dense: bool = False) -> list[torch.Tensor]:
+    """One tensor per file: ``(1, 3, S, S)`` per image, ``(W, 3, S, S)`` windows per audio clip
+    (``dense``: a quarter-window hop, the training augmentation for audio)."""
     samples = layout.train if split == "train" else layout.samples(split, kind)
-    x = torch.cat(sample_tensors([s.path for s in samples], modality="image", size=size,
-                                 desc=f"{layout.root.name} {split}"))
-    return x.mean(1, keepdim=True) if channels == 1 else x
+    if not samples:
+        return []
+    mc = MelConfig.from_dict(mel) if mel else None
+    hop = max(1, frames_per_window(mc) // 4) if (mc is not None and dense) else None
+    return sample_tensors([s.path for s in samples], modality=layout.modality, size=size, mel=mc, hop_frames=hop,
+                          desc=f"{layout.root.name} {split}")
+
+
+def _split_files(files: list[torch.Tensor], val_fraction: float, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    f, v = split_normal(len(files), val_fraction, seed)
+    return [files[i] for i in f], [files[i] for i in v]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -64,6 +82,17 @@ def _encode_all(vae: LatentVAE, images: torch.Tensor, device, batch: int = 32) -
     return torch.cat([vae.encode(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
 
 
+@torch.no_grad()
+def _file_scores(model: DeCoDiff, files: list[torch.Tensor], category: str, reduce: str) -> list[float]:
+    """One score per file: the image's, or the clip's windows reduced by ``reduce``."""
+    if all(len(f) == 1 for f in files):
+        x = torch.cat(files) if files else torch.empty(0)
+        return torch.cat([model.detect(x[i : i + 16], category=category).scores.cpu()
+                          for i in range(0, len(x), 16)]).tolist() if len(x) else []
+    return [reduce_windows(torch.cat([model.detect(f[i : i + 16], category=category).scores.cpu()
+                                      for i in range(0, len(f), 16)]), reduce) for f in files]
+
+
 def train_vae(
     layouts: dict[str, Layout],
     out_dir: str | Path,
@@ -81,13 +110,13 @@ def train_vae(
     out_dir = Path(out_dir)
     cfg = config or VAEConfig()
     cfg.categories = list(layouts)
+    _set_modality(cfg, layouts)
     acc = make_accelerator(settings.device, settings.mixed_precision)
     vae = LatentVAE(cfg)
     fit, held = {}, {}
     for name, layout in layouts.items():
-        imgs = _images(layout, cfg.image_size)
-        f, v = split_normal(len(imgs), val_fraction, settings.seed)
-        fit[name], held[name] = imgs[f], imgs[v]
+        f, v = _split_files(_per_file(layout, cfg.image_size, mel=cfg.mel, dense=True), val_fraction, settings.seed)
+        fit[name], held[name] = torch.cat(f), v
     data = torch.cat(list(fit.values()))
     log(f"VAE: {len(data)} normal training images from {', '.join(layouts)} at {cfg.image_size} px, "
         f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, crops of {crop} px.")
@@ -102,13 +131,21 @@ def train_vae(
     return vae, summary
 
 
+def _set_modality(cfg: VAEConfig, layouts: dict[str, Layout]) -> None:
+    cfg.modality = _modality(layouts)
+    if cfg.modality == "audio":
+        cfg.mel = cfg.mel or MelConfig().to_dict()
+        if not cfg.pretrained:
+            cfg.in_channels = 1
+
+
 def _log_quality(log, out_dir, cfg: VAEConfig) -> None:
     log(f"VAE written to {out_dir}; latent scale {cfg.latent_scale:.4f}; PSNR " +
         ", ".join(f"{n}: " + ", ".join(f"{k[5:]} {v:.2f} dB" for k, v in q.items()) for n, q in cfg.quality.items()))
 
 
 @torch.no_grad()
-def _calibrate(vae: LatentVAE, layouts: dict[str, Layout], fit: torch.Tensor, held: dict[str, torch.Tensor],
+def _calibrate(vae: LatentVAE, layouts: dict[str, Layout], fit: torch.Tensor, held: dict[str, list[torch.Tensor]],
                device) -> None:
     """Set the latent scale to 1 / std of the normal training latents (``fit``) and record PSNR
     on the held-out normal training images and on ``test/good`` of each layout."""
@@ -119,11 +156,11 @@ def _calibrate(vae: LatentVAE, layouts: dict[str, Layout], fit: torch.Tensor, he
     quality: dict[str, Any] = {}
     for name, layout in layouts.items():
         q = {}
-        test_good = (_images(layout, cfg.image_size, "test", "good", cfg.in_channels)
-                     if layout.samples("test", "good") else None)
-        for split, imgs in (("heldout_train_good", held[name]), ("test_good", test_good)):
-            if imgs is None or not len(imgs):
+        test_good = _per_file(layout, cfg.image_size, "test", "good", mel=cfg.mel)
+        for split, files in (("heldout_train_good", held[name]), ("test_good", test_good)):
+            if not files:
                 continue
+            imgs = vae._channels(torch.cat(files))
             rec = torch.cat([vae.decode(vae.encode(imgs[i : i + 16].to(device))).cpu() for i in range(0, len(imgs), 16)])
             q[f"psnr_{split}"] = float(psnr(rec, imgs).mean())
         quality[name] = q
@@ -150,13 +187,13 @@ def pretrained_vae(
         raise DatasetError("pretrained_vae needs config.pretrained (a Hub repo id or a diffusers folder).")
     dev = resolve_device(device)
     config.categories = list(layouts)
+    _set_modality(config, layouts)
     vae = LatentVAE(config).to(dev).eval()
     fit, held = [], {}
     for name, layout in layouts.items():
-        imgs = _images(layout, config.image_size, channels=config.in_channels)
-        f, v = split_normal(len(imgs), val_fraction, seed)
-        fit.append(imgs[f])
-        held[name] = imgs[v]
+        f, v = _split_files(_per_file(layout, config.image_size, mel=config.mel), val_fraction, seed)
+        fit.append(torch.cat(f))
+        held[name] = v
     _calibrate(vae, layouts, torch.cat(fit), held, dev)
     config.training = {"pretrained": config.pretrained, "revision": config.revision, "train_seconds": 0.0}
     if out_dir is not None:
@@ -189,16 +226,20 @@ def train_decodiff(
     cfg = config or DeCoDiffConfig()
     cfg.categories = list(layouts)
     cfg.vae = vae.config.to_dict()
+    cfg.modality = _modality(layouts)
+    if cfg.modality != vae.config.modality:
+        raise DatasetError(f"The VAE was trained on {vae.config.modality} inputs but these folders hold {cfg.modality}.")
+    cfg.mel = vae.config.mel
     acc = make_accelerator(settings.device, settings.mixed_precision)
     model = DeCoDiff(cfg, vae).to(acc.device)
     t0 = time.perf_counter()
     lat, lab, held = [], [], {}
     for idx, (name, layout) in enumerate(layouts.items()):
-        imgs = _images(layout, cfg.image_size)
-        f, v = split_normal(len(imgs), val_fraction, settings.seed)
-        held[name] = imgs[v]
-        lat.append(_encode_all(vae, imgs[f], acc.device))
-        lab.append(torch.full((len(f),), idx, dtype=torch.long))
+        f, v = _split_files(_per_file(layout, cfg.image_size, mel=cfg.mel, dense=True), val_fraction, settings.seed)
+        held[name] = v
+        z = _encode_all(vae, torch.cat(f), acc.device)
+        lat.append(z)
+        lab.append(torch.full((len(z),), idx, dtype=torch.long))
     most = max(len(z) for z in lat)
     reps = [int(np.ceil(most / len(z))) for z in lat]
     latents = torch.cat([z.repeat(r, 1, 1, 1)[:most] for z, r in zip(lat, reps)])
@@ -219,14 +260,16 @@ def train_decodiff(
             chosen = [samples[i] for i in pick]
             if len({s.label for s in chosen}) < 2:
                 continue
-            x = torch.cat(sample_tensors([s.path for s in chosen], modality="image", size=cfg.image_size, desc="validation"))
-            val_sets[name] = (x, np.array([s.label for s in chosen]))
+            mc = MelConfig.from_dict(cfg.mel) if cfg.mel else None
+            files = sample_tensors([s.path for s in chosen], modality=cfg.modality, size=cfg.image_size, mel=mc,
+                                   desc="validation")
+            val_sets[name] = (files, np.array([s.label for s in chosen]))
 
         def validate(m: DeCoDiff) -> dict[str, float]:
             out = {}
-            for name, (x, y) in val_sets.items():
-                scores = torch.cat([m.detect(x[i : i + 16], category=name).scores.cpu() for i in range(0, len(x), 16)])
-                out[f"{name}_val_auroc"] = auroc(y, scores.numpy())
+            for name, (files, y) in val_sets.items():
+                scores = _file_scores(m, files, name, cfg.clip_reduce)
+                out[f"{name}_val_auroc"] = auroc(y, np.array(scores))
             return out
 
     summary = train_loop(model, TensorDataset(latents, labels), settings, checkpoint_dir=out_dir / "checkpoint",
@@ -234,12 +277,11 @@ def train_decodiff(
     model = acc.unwrap_model(model).eval()
     thresholds = {}
     for name in layouts:
-        x = held[name]
-        s = torch.cat([model.detect(x[i : i + 16], category=name).scores.cpu() for i in range(0, len(x), 16)])
-        thresholds[name] = float(threshold_at_normal_quantile(s.numpy(), q=threshold_quantile))
+        scores = _file_scores(model, held[name], name, cfg.clip_reduce)
+        thresholds[name] = float(threshold_at_normal_quantile(np.array(scores), q=threshold_quantile))
     cfg.threshold = thresholds
     cfg.threshold_provenance = (f"{threshold_quantile:.2f} quantile of the {cfg.fusion} score of held-out normal training "
-                                f"images per category ({', '.join(f'{n}: {len(held[n])}' for n in layouts)}); no test data used")
+                                f"files per category ({', '.join(f'{n}: {len(held[n])}' for n in layouts)}); no test data used")
     cfg.training = {"train_latents": int(sum(len(z) for z in lat)), "train_seconds": round(summary["seconds"], 1),
                     "final_loss": summary["final_loss"], "history": summary["history"], **settings.to_dict(),
                     "device": str(acc.device)}

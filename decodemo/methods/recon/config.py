@@ -1,0 +1,65 @@
+"""Configuration of diffusion reconstruction with wavelet and semantic discrepancy (``recon``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["ReconConfig", "SCORE_VARIANTS"]
+
+#: error-only, semantic-only and their weighted sum; ``score`` picks the one used for decisions.
+SCORE_VARIANTS = ("error", "semantic", "combined")
+
+
+@dataclass
+class ReconConfig:
+    """Everything to rebuild a ``recon`` model and prepare its inputs, saved as ``config.json``.
+
+    The diffusion model works on the one-level Haar transform of the input at ``image_size``
+    (``in_channels`` x 4 sub-bands at half resolution), standardised per sub-band channel with
+    normal-data statistics. Reconstruction: noise to ``t0`` (of T = ``num_train_timesteps``),
+    then ``reverse_steps`` deterministic DDIM steps back to 0 (NFE = ``reverse_steps``).
+    """
+
+    method: str = "recon"
+    version: int = 1
+    modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
+    category: str | None = None
+    image_size: int = 128
+    in_channels: int = 3  # 3 for RGB, 1 for spectrograms (the grey windows are averaged to one channel)
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    dropout: float = 0.0
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    train_t_max: int = 500  # training timesteps are drawn from [0, train_t_max): t0 and below are what is used
+    t0: int = 300
+    reverse_steps: int = 5
+    noise_seed: int = 0  # the partial noising is seeded, so a score is reproducible
+    error_scales: list[int] = field(default_factory=lambda: [1, 2, 4])
+    feature_blocks: list[int] = field(default_factory=lambda: [2, 4, 10])  # EfficientNet-Lite0, strides 4/8/16
+    feature_size: int = 256  # input side for the semantic features
+    error_weight: float = 1.0
+    semantic_weight: float = 1.0
+    map_norm: str = "position"  # standardise maps per "position" (images), per frequency "row" (audio) or "global"
+    map_blur_sigma_at_256: float = 4.0
+    score_reduce: str = "max"  # image score from the smoothed map: "max" or "top1" (mean of the top 1 %)
+    score: str = "combined"
+    clip_reduce: str = "max"  # audio: clip score from window scores
+    mel: dict[str, Any] | None = None
+    threshold: float | None = None
+    threshold_provenance: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wavelet_channels(self) -> int:
+        return 4 * self.in_channels
+
+    @property
+    def wavelet_size(self) -> int:
+        return self.image_size // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,293 @@
+"""Diffusion reconstruction with multi-scale, wavelet and semantic discrepancy (``recon``).
+
+Paper: Yi Chen, "Research on Anomaly Detection Methods Based on Diffusion Models", arXiv
+2505.05137 (2025). The paper states the ingredients (an unconditional DDPM trained on normal
+data, reconstruction by reverse diffusion, an anomaly indicator that combines reconstruction
+error and semantic discrepancy, multi-scale features, attention, a wavelet-domain
+representation, images and audio with one method) but gives no code and does not fix the
+details, so this is OUR READING (METHODS.md section 2), stated as such:
+
+- Representation: a one-level 2-D Haar transform of the input (``wavelet.py``; 128 px RGB ->
+  12 x 64 x 64), each sub-band channel standardised with normal training statistics. Audio:
+  the log-mel spectrogram window is a one-channel image (4 x 64 x 64).
+- Model: unconditional ``diffusers.UNet2DModel``, self-attention at the two lowest
+  resolutions, epsilon prediction, T = 1000 linear betas 1e-4..0.02, MSE.
+- Reconstruction: noise to ``t0`` (0.3 T by default) with seeded noise, a deterministic DDIM
+  reverse of ``reverse_steps`` (5) steps to t = 0, inverse Haar transform.
+- Map = ``error_weight`` x standardised multi-scale reconstruction error (|x - x_hat| at full,
+  1/2 and 1/4 scale plus the per-sub-band wavelet error, upsampled and averaged) +
+  ``semantic_weight`` x standardised semantic discrepancy (1 - cosine similarity of
+  EfficientNet-Lite0 features of x and x_hat at strides 4, 8 and 16, upsampled and
+  averaged); each part standardised with statistics of NORMAL held-out images; Gaussian
+  smoothing; image score = max of the map.
+
+Choices the paper leaves open, and why:
+- Training timesteps are drawn from [0, ``train_t_max``) = [0, 500) instead of [0, 1000):
+  reconstruction starts at t0 <= 0.4 T, so a CPU-sized training budget is spent where it is used.
+- Map statistics are per position for images (``map_norm="position"``, a mean and std map
+  from held-out normal images; objects like the bottle have edges that always reconstruct
+  worse) and per frequency row for audio (``"row"``); ``"global"`` is a single mean/std.
+- A small UNet (3.2 M parameters, channels 32/64/64/128) so it trains on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import nn
+
+from decodemo.errors import InputError, ModelError
+from decodemo.features.efficientnet import EfficientNetLite0Features
+from decodemo.maps import gaussian_blur, upsample
+from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
+from decodemo.methods.recon.config import SCORE_VARIANTS, ReconConfig
+from decodemo.methods.recon.wavelet import haar_dwt, haar_idwt
+
+__all__ = ["Recon", "build_unet", "reverse_timesteps", "ddim_reconstruct"]
+
+MAP_NORMS = ("position", "row", "global")
+
+
+def build_unet(cfg: ReconConfig) -> UNet2DModel:
+    n = len(cfg.block_out_channels)
+    attn = {n - 1, n - 2}  # self-attention at the two lowest resolutions
+    down = tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n))
+    up = tuple("AttnUpBlock2D" if (n - 1 - i) in attn else "UpBlock2D" for i in range(n))
+    return UNet2DModel(
+        sample_size=cfg.wavelet_size,
+        in_channels=cfg.wavelet_channels,
+        out_channels=cfg.wavelet_channels,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=cfg.norm_num_groups,
+        dropout=cfg.dropout,
+    )
+
+
+def reverse_timesteps(t0: int, steps: int) -> list[int]:
+    """``steps`` DDIM timesteps from ``t0`` down on a uniform grid, e.g. (300, 5) -> [300, 240, 180, 120, 60]."""
+    if steps < 1 or t0 < 1:
+        raise ModelError(f"recon needs t0 >= 1 and at least one reverse step (t0={t0}, steps={steps}).")
+    stride = t0 / steps
+    return [int(round(t0 - i * stride)) for i in range(steps)]
+
+
+def ddim_reconstruct(eps_fn, x_t: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from ``x_t`` at ``timesteps[0]`` through the rest to t = 0,
+    returning the clean estimate: one ``eps_fn(x, t)`` call per timestep."""
+    x = x_t
+    for i, t in enumerate(timesteps):
+        ab = alphas_cumprod[t]
+        ab_prev = alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else alphas_cumprod.new_tensor(1.0)
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = eps_fn(x, tt).to(x.dtype)
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+    return x
+
+
+def _cosine_distance_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 1 - F.cosine_similarity(a, b, dim=1, eps=1e-6)
+
+
+class Recon(nn.Module):
+    """Partial-noising DDIM reconstruction in the Haar domain, scored by reconstruction error
+    and semantic discrepancy.
+
+    ``detect(images)`` takes ``(B, 3, S, S)`` in [0, 1] (``S = config.image_size``; spectrogram
+    windows are grey and are averaged to one channel when ``in_channels == 1``) and returns
+    scores ``(B,)`` (max of the smoothed ``score`` map), maps ``(B, S, S)``, the error /
+    semantic / combined variants (with their maps in ``extras`` as ``map_<variant>``), the
+    reconstruction ``(B, 3, S, S)`` and NFE = ``reverse_steps``.
+    """
+
+    method_id = "recon"
+    config_class = ReconConfig
+
+    def __init__(self, config: ReconConfig) -> None:
+        super().__init__()
+        if config.map_norm not in MAP_NORMS:
+            raise ModelError(f"map_norm must be one of {MAP_NORMS}, not {config.map_norm!r}.")
+        if config.score not in SCORE_VARIANTS:
+            raise ModelError(f"score must be one of {SCORE_VARIANTS}, not {config.score!r}.")
+        if not 0 < config.t0 < config.num_train_timesteps:
+            raise ModelError(f"t0 must be in 1..{config.num_train_timesteps - 1}, got {config.t0}.")
+        self.config = config
+        self.unet = build_unet(config)
+        self.features = EfficientNetLite0Features(config.feature_blocks, image_size=config.feature_size)
+        sched = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
+                              beta_end=config.beta_end, beta_schedule="linear", prediction_type="epsilon")
+        self.register_buffer("alphas_cumprod", sched.alphas_cumprod.clone().float())
+        c, s = config.wavelet_channels, config.image_size
+        self.register_buffer("wav_mean", torch.zeros(c, 1, 1))
+        self.register_buffer("wav_std", torch.ones(c, 1, 1))
+        stat_shape = {"position": (s, s), "row": (s, 1), "global": (1, 1)}[config.map_norm]
+        for name in ("err", "sem"):
+            self.register_buffer(f"{name}_mean", torch.zeros(stat_shape))
+            self.register_buffer(f"{name}_std", torch.ones(stat_shape))
+
+    # ---------------------------------------------------------------- representation
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4:
+            raise InputError(f"recon takes a batch (B, C, H, W), got shape {tuple(images.shape)}.")
+        x = images.to(self.alphas_cumprod.device, torch.float32)
+        s = self.config.image_size
+        if tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        if self.config.in_channels == 1 and x.shape[1] != 1:
+            x = x.mean(1, keepdim=True)
+        return x
+
+    def to_wavelet(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S)`` in [0, 1] -> standardised Haar coefficients ``(B, 4C, S/2, S/2)``."""
+        return (haar_dwt(x * 2 - 1) - self.wav_mean) / self.wav_std
+
+    def from_wavelet(self, w: torch.Tensor) -> torch.Tensor:
+        return ((haar_idwt(w * self.wav_std + self.wav_mean) + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def fit_wavelet_stats(self, images: torch.Tensor, batch: int = 64) -> None:
+        """Per sub-band-channel mean/std of the Haar coefficients of normal training images."""
+        w = torch.cat([haar_dwt(self._prepare(images[i : i + batch]) * 2 - 1).cpu() for i in range(0, len(images), batch)])
+        self.wav_mean.copy_(w.mean(dim=(0, 2, 3)).view(-1, 1, 1))
+        self.wav_std.copy_(w.std(dim=(0, 2, 3)).clamp_min(1e-4).view(-1, 1, 1))
+
+    # ---------------------------------------------------------------- training
+    def forward(self, w0: torch.Tensor) -> torch.Tensor:
+        return self.training_loss(w0)
+
+    def training_loss(self, w0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Epsilon-prediction MSE on standardised wavelet coefficients ``w0`` (DDPM objective)."""
+        b = w0.shape[0]
+        t = torch.randint(0, self.config.train_t_max, (b,), generator=generator).to(w0.device)
+        noise = torch.randn(w0.shape, generator=generator, dtype=w0.dtype).to(w0.device)
+        ab = self.alphas_cumprod[t].view(b, 1, 1, 1).to(w0.dtype)
+        pred = self.unet(ab.sqrt() * w0 + (1 - ab).sqrt() * noise, t).sample
+        return F.mse_loss(pred.float(), noise.float())
+
+    # ---------------------------------------------------------------- inference
+    @property
+    def nfe(self) -> int:
+        return self.config.reverse_steps
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, C, S, S)`` in [0, 1] -> (reconstruction x_hat, w, w_hat)."""
+        cfg = self.config
+        w = self.to_wavelet(x)
+        g = torch.Generator(device="cpu").manual_seed(cfg.noise_seed)
+        noise = torch.randn(w.shape[1:], generator=g).to(w.device).expand_as(w)  # same noise for every input
+        ab = self.alphas_cumprod[cfg.t0]
+        w_t = ab.sqrt() * w + (1 - ab).sqrt() * noise
+        dtype = next(self.unet.parameters()).dtype
+        w_hat = ddim_reconstruct(lambda a, t: self.unet(a.to(dtype), t).sample, w_t, self.alphas_cumprod,
+                                 reverse_timesteps(cfg.t0, cfg.reverse_steps))
+        return self.from_wavelet(w_hat), w, w_hat
+
+    @torch.no_grad()
+    def raw_maps(self, x: torch.Tensor, x_hat: torch.Tensor, w: torch.Tensor, w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unstandardised (error map, semantic map), each ``(B, S, S)``."""
+        cfg = self.config
+        size = tuple(x.shape[-2:])
+        errs = []
+        for s in cfg.error_scales:
+            a, b = (F.avg_pool2d(x, s), F.avg_pool2d(x_hat, s)) if s > 1 else (x, x_hat)
+            errs.append(upsample((a - b).abs().mean(1), size))
+        # per-sub-band wavelet error in the coefficients' own units ([0, 1] image scale)
+        dw = ((w - w_hat) * self.wav_std).abs() / 4  # /2 for [-1, 1] -> [0, 1], /2 for the Haar gain
+        dw = dw.view(dw.shape[0], -1, 4, *dw.shape[-2:]).mean(1)  # (B, 4 sub-bands, S/2, S/2)
+        errs.extend(upsample(dw[:, k], size) for k in range(4))
+        err = torch.stack(errs).mean(0)
+        fs = cfg.feature_size
+        to3 = (lambda t: t.expand(-1, 3, -1, -1)) if x.shape[1] == 1 else (lambda t: t)
+        fx = self.features(to3(F.interpolate(x, size=(fs, fs), mode="bilinear", align_corners=False)))
+        fr = self.features(to3(F.interpolate(x_hat, size=(fs, fs), mode="bilinear", align_corners=False)))
+        sem = torch.stack([upsample(_cosine_distance_map(a, b), size) for a, b in zip(fx, fr)]).mean(0)
+        return err, sem
+
+    @torch.no_grad()
+    def fit_map_stats(self, images: torch.Tensor, batch: int = 16) -> None:
+        """Mean/std of the error and semantic maps of NORMAL images (per ``map_norm``). A std
+        below 0.1 x the overall std is floored, so a quiet position cannot explode."""
+        errs, sems = [], []
+        for i in range(0, len(images), batch):
+            x = self._prepare(images[i : i + batch])
+            x_hat, w, w_hat = self.reconstruct(x)
+            e, s = self.raw_maps(x, x_hat, w, w_hat)
+            errs.append(e.cpu())
+            sems.append(s.cpu())
+        dims = {"position": (0,), "row": (0, 2), "global": (0, 1, 2)}[self.config.map_norm]
+        for name, maps in (("err", torch.cat(errs)), ("sem", torch.cat(sems))):
+            mean = maps.mean(dim=dims, keepdim=True)[0]
+            std = maps.std(dim=dims, keepdim=True)[0] if len(maps) > 1 else torch.ones_like(mean)
+            std = torch.maximum(std, 0.1 * maps.std().clamp_min(1e-8))
+            getattr(self, f"{name}_mean").copy_(mean.expand_as(getattr(self, f"{name}_mean")))
+            getattr(self, f"{name}_std").copy_(std.expand_as(getattr(self, f"{name}_std")))
+
+    def _score(self, maps: torch.Tensor) -> torch.Tensor:
+        flat = maps.flatten(1)
+        if self.config.score_reduce == "top1":
+            k = max(1, flat.shape[1] // 100)
+            return flat.topk(k, dim=1).values.mean(1)
+        return flat.amax(1)
+
+    @torch.no_grad()
+    def detect(self, images: torch.Tensor) -> DetectionResult:
+        cfg = self.config
+        x = self._prepare(images)
+        x_hat, w, w_hat = self.reconstruct(x)
+        err, sem = self.raw_maps(x, x_hat, w, w_hat)
+        z_err = (err - self.err_mean) / self.err_std
+        z_sem = (sem - self.sem_mean) / self.sem_std
+        sigma = cfg.map_blur_sigma_at_256 * cfg.image_size / 256
+        maps = {
+            "error": gaussian_blur(z_err, sigma),
+            "semantic": gaussian_blur(z_sem, sigma),
+            "combined": gaussian_blur(cfg.error_weight * z_err + cfg.semantic_weight * z_sem, sigma),
+        }
+        out_size = tuple(images.shape[-2:])
+        if out_size != tuple(x.shape[-2:]):
+            maps = {k: upsample(v, out_size) for k, v in maps.items()}
+        variants = {k: self._score(v) for k, v in maps.items()}
+        rec = x_hat.expand(-1, 3, -1, -1) if x_hat.shape[1] == 1 else x_hat
+        return DetectionResult(
+            scores=variants[cfg.score],
+            maps=maps[cfg.score],
+            nfe=cfg.reverse_steps,
+            variants=variants,
+            reconstruction=rec,
+            extras={"error_map": err, "semantic_map": sem,
+                    **{f"map_{k}": v for k, v in maps.items() if k != cfg.score}},
+        )
+
+    # ---------------------------------------------------------------- folders
+    def _stat_names(self) -> list[str]:
+        return ["wav_mean", "wav_std", "err_mean", "err_std", "sem_mean", "sem_std"]
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """``config.json`` + ``model.safetensors`` (UNet and normal statistics; the frozen
+        EfficientNet-Lite0 comes from its pip wheel)."""
+        tensors = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+        tensors.update({k: getattr(self, k) for k in self._stat_names()})
+        return write_folder(folder, self.config.to_dict(), tensors)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "Recon":
+        data = read_config(folder)
+        if data.get("method") != cls.method_id:
+            raise ModelError(f"{folder}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
+        model = cls(config_from_dict(ReconConfig, data, where=str(folder)))
+        tensors = read_weights(folder)
+        try:
+            model.unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")}, strict=True)
+            for k in model._stat_names():
+                getattr(model, k).copy_(tensors[k])
+        except (RuntimeError, KeyError) as exc:
+            raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
+        return model.to(map_location).eval()
