@@ -85,12 +85,25 @@ def measure_speed(model, files: list[Path], *, modality: str, repeats: int, **kw
     return {"latency_b1_s": latency, "throughput_b16": len(x) / t}
 
 
+def subset(layout, limit: int | None, seed: int = 0):
+    """The layout with a seeded random ``limit`` of its test samples (all when ``limit`` is None
+    or larger), the same for every method."""
+    import dataclasses
+    import random
+
+    if not limit or len(layout.test) <= limit:
+        return layout
+    picked = sorted(random.Random(seed).sample(range(len(layout.test)), limit))
+    test = [layout.test[i] for i in picked]
+    return dataclasses.replace(layout, test=test, kinds=sorted({s.kind for s in test if s.kind != "good"}))
+
+
 def run(data: dict[str, Path], models: dict[tuple[str, str], tuple[Path, str | None]], *, repeats: int = 5,
-        device: str = "cpu", log=print) -> list[dict]:
+        device: str = "cpu", limits: dict[str, int] | None = None, log=print) -> list[dict]:
     rows = []
     torch.set_grad_enabled(False)
     for name, folder in data.items():
-        layout = scan_layout(folder, require_train=False, require_test=True)
+        layout = subset(scan_layout(folder, require_train=False, require_test=True), (limits or {}).get(name))
         files = [s.path for s in layout.test]
         speed_files = files[:16] if layout.modality == "image" else files[:4]
         for method in METHODS:
@@ -143,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", default=[], metavar="NAME/METHOD=DIR[#CATEGORY]",
                    help="a model folder for one cell, e.g. elpv/invad=runs/elpv_invad (repeatable)")
     p.add_argument("--repeats", type=int, default=5, help="timed passes per speed figure (median reported)")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=N",
+                   help="evaluate a seeded random N of NAME's test files (the same for every method)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -168,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--model takes NAME/METHOD=DIR with METHOD in {METHODS}, got {item!r}")
         folder, _, category = folder.partition("#")
         models[(name, method)] = (Path(folder), category or None)
-    rows = run(data, models, repeats=args.repeats, device=device)
+    limits = {k: int(v) for k, _, v in (item.partition("=") for item in args.limit)}
+    rows = run(data, models, repeats=args.repeats, device=device, limits=limits)
     print()
     where = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"# {len(rows)} models on {where}")
