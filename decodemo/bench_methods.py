@@ -100,8 +100,12 @@ def subset(layout, limit: int | None, seed: int = 0):
 
 def run(data: dict[str, Path], models: dict[tuple[str, str], tuple[Path, str | None]], *, repeats: int = 5,
         device: str = "cpu", limits: dict[str, int] | None = None, log=print) -> list[dict]:
+    with torch.no_grad():  # not a global switch: callers (and tests) keep autograd as it was
+        return _run(data, models, repeats=repeats, device=device, limits=limits, log=log)
+
+
+def _run(data, models, *, repeats, device, limits, log) -> list[dict]:
     rows = []
-    torch.set_grad_enabled(False)
     for name, folder in data.items():
         layout = subset(scan_layout(folder, require_train=False, require_test=True), (limits or {}).get(name))
         files = [s.path for s in layout.test]

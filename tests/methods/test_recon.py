@@ -127,3 +127,4 @@ def test_benchmark_table_measures_a_model(tiny):
     assert 0.0 <= row["image_auroc"] <= 1.0 and row["latency_b1_s"] > 0 and row["throughput_b16"] > 0
     table = markdown(rows)
     assert "| syn | recon |" in table and "ms per image" in table
+    assert torch.is_grad_enabled()  # the benchmark must not switch autograd off for the caller
