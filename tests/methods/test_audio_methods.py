@@ -42,7 +42,7 @@ def _train(method: str, layout, out):
         from decodemo.methods.invad.train import train_invad
 
         cfg = InvADConfig(image_size=64, grid=8, block_out_channels=[32, 64], norm_num_groups=8)
-        return train_invad(layout, out, TrainSettings(steps=120, batch_size=16, lr=1e-3, warmup_steps=10, device="cpu"),
+        return train_invad(layout, out, TrainSettings(steps=300, batch_size=16, lr=1e-3, warmup_steps=10, device="cpu"),
                            config=cfg, val_fraction=0.2, calibrate_steps=(3,), log=quiet)[0]
     if method == "recon":
         from decodemo.methods.recon.config import ReconConfig

@@ -34,6 +34,7 @@ from diffusers import AutoencoderKL, UNet2DModel
 from torch import nn
 
 from decodemo.errors import InputError, ModelError
+from decodemo.methods.unet import unet2d
 from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.deviation import (
@@ -144,21 +145,10 @@ class LatentVAE(nn.Module):
 
 
 def build_unet(cfg: DeCoDiffConfig) -> UNet2DModel:
-    n = len(cfg.block_out_channels)
-    down = tuple("AttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in range(n))
-    up = tuple("AttnUpBlock2D" if (n - 1 - i) in cfg.attention_levels else "UpBlock2D" for i in range(n))
-    unet = UNet2DModel(
-        sample_size=cfg.latent_size,
-        in_channels=cfg.latent_channels,
-        out_channels=cfg.latent_channels,
-        block_out_channels=tuple(cfg.block_out_channels),
-        layers_per_block=cfg.layers_per_block,
-        down_block_types=down,
-        up_block_types=up,
-        norm_num_groups=cfg.norm_num_groups,
-        dropout=cfg.dropout,
-        num_class_embeds=max(1, len(cfg.categories)),
-    )
+    unet = unet2d(sample_size=cfg.latent_size, channels=cfg.latent_channels, block_out_channels=cfg.block_out_channels,
+                  layers_per_block=cfg.layers_per_block, attention_levels=cfg.attention_levels,
+                  norm_num_groups=cfg.norm_num_groups, dropout=cfg.dropout,
+                  num_class_embeds=max(1, len(cfg.categories)))
     nn.init.zeros_(unet.conv_out.weight)  # zero-initialised output: D = 0 at the start
     nn.init.zeros_(unet.conv_out.bias)
     return unet

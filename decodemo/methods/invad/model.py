@@ -39,6 +39,7 @@ from torch import nn
 from decodemo.errors import ModelError
 from decodemo.features.efficientnet import EfficientNetLite0Features
 from decodemo.maps import gaussian_blur, upsample
+from decodemo.methods.unet import unet2d
 from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
 from decodemo.methods.invad.config import InvADConfig
 from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
@@ -50,20 +51,9 @@ SCORE_VARIANTS = ("nll", "diff", "nll+diff")
 
 def build_unet(cfg: InvADConfig) -> UNet2DModel:
     n = len(cfg.block_out_channels)
-    down = tuple(["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D"])
-    up = tuple(["AttnUpBlock2D"] + ["UpBlock2D"] * (n - 1))
-    return UNet2DModel(
-        sample_size=cfg.grid,
-        in_channels=cfg.feature_channels,
-        out_channels=cfg.feature_channels,
-        block_out_channels=tuple(cfg.block_out_channels),
-        layers_per_block=cfg.layers_per_block,
-        down_block_types=down,
-        up_block_types=up,
-        norm_num_groups=cfg.norm_num_groups,
-        dropout=cfg.dropout,
-    )
-
+    return unet2d(sample_size=cfg.grid, channels=cfg.feature_channels, block_out_channels=cfg.block_out_channels,
+                  layers_per_block=cfg.layers_per_block, attention_levels=[n - 1],
+                  norm_num_groups=cfg.norm_num_groups, dropout=cfg.dropout)
 
 class InvAD(nn.Module):
     """Feature-space diffusion model scored by DDIM inversion.

@@ -43,6 +43,7 @@ from torch import nn
 from decodemo.errors import InputError, ModelError
 from decodemo.features.efficientnet import EfficientNetLite0Features
 from decodemo.maps import gaussian_blur, upsample
+from decodemo.methods.unet import unet2d
 from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
 from decodemo.methods.recon.config import SCORE_VARIANTS, ReconConfig
 from decodemo.methods.recon.wavelet import haar_dwt, haar_idwt
@@ -53,22 +54,10 @@ MAP_NORMS = ("position", "row", "global")
 
 
 def build_unet(cfg: ReconConfig) -> UNet2DModel:
-    n = len(cfg.block_out_channels)
-    attn = {n - 1, n - 2}  # self-attention at the two lowest resolutions
-    down = tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n))
-    up = tuple("AttnUpBlock2D" if (n - 1 - i) in attn else "UpBlock2D" for i in range(n))
-    return UNet2DModel(
-        sample_size=cfg.wavelet_size,
-        in_channels=cfg.wavelet_channels,
-        out_channels=cfg.wavelet_channels,
-        block_out_channels=tuple(cfg.block_out_channels),
-        layers_per_block=cfg.layers_per_block,
-        down_block_types=down,
-        up_block_types=up,
-        norm_num_groups=cfg.norm_num_groups,
-        dropout=cfg.dropout,
-    )
-
+    n = len(cfg.block_out_channels)  # self-attention at the two lowest resolutions
+    return unet2d(sample_size=cfg.wavelet_size, channels=cfg.wavelet_channels, block_out_channels=cfg.block_out_channels,
+                  layers_per_block=cfg.layers_per_block, attention_levels=[n - 2, n - 1],
+                  norm_num_groups=cfg.norm_num_groups, dropout=cfg.dropout)
 
 def reverse_timesteps(t0: int, steps: int) -> list[int]:
     """``steps`` DDIM timesteps from ``t0`` down on a uniform grid, e.g. (300, 5) -> [300, 240, 180, 120, 60]."""
