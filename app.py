@@ -1,29 +1,13 @@
-"""decodemo web app entry point.
+"""decodemo web app: ``python app.py`` (also the Hugging Face Space's entry point).
 
-The Gradio app (upload an image or a sound, see the three detectors side by side, record
-verdicts) is not built yet. Until it is, this file says so and points at the command line,
-which already trains, evaluates and scores with the ``invad`` detector.
+Upload an image or a sound, or pick an example, and compare the three diffusion-based
+detectors side by side. Options: ``--host``, ``--port``, ``--share``, ``--no-warm-up``.
+The app itself is :mod:`decodemo.webapp`.
 """
 
 from __future__ import annotations
 
-import sys
-
-MESSAGE = """decodemo: the web app is not available in this version yet.
-
-What works today is the command line, for example:
-
-    python -m decodemo score --model checkpoints/bottle/invad path/to/image.png
-    python -m decodemo evaluate --model checkpoints/bottle/invad --data ../shared/data/bottle
-    python -m decodemo train --method invad --data DIR --out DIR
-
-See README.md for details."""
-
-
-def main() -> int:
-    print(MESSAGE, file=sys.stderr)
-    return 1
-
+from decodemo.webapp import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="invad: standardise features per channel and grid position (default) or per channel")
     t.add_argument("--category", default=None, action="append",
                    help="category name per --data, in order (default: the data folders' names)")
+    t.add_argument("--storage-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="dtype of the saved UNet weights (float16 halves the file; computed in float32)")
 
     e = sub.add_parser("evaluate", help="evaluate a model on test/ of a folder layout")
     e.add_argument("--model", required=True, help="a model folder or a registry name (bottle/invad)")
@@ -67,6 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", type=Path, default=None)
     s.add_argument("--category", default=None, help="which category of a multi-class model (decodiff)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    c = sub.add_parser("convert", help="re-save a model folder with its UNet weights in another storage dtype")
+    c.add_argument("--model", required=True, type=Path, help="the model folder to read")
+    c.add_argument("--out", required=True, type=Path, help="the folder to write (may be the same)")
+    c.add_argument("--storage-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+
+    k = sub.add_parser("compare", help="run a domain's three detectors on one image or audio clip")
+    k.add_argument("file", type=Path)
+    k.add_argument("--domain", default=None, help="model set (default: bottle for images, fan for audio)")
+    k.add_argument("--out", type=Path, default=None, help="also write each method's map (.npy) and normal version here")
+
+    n = sub.add_parser("reference", help="store a registry model's normal reference (scores and map quantiles "
+                                          "on normal inputs) in the manifest")
+    n.add_argument("name", help="registry name, e.g. bottle/invad")
+    n.add_argument("--data", required=True, type=Path, help="a folder layout with train/good")
+    n.add_argument("--all-normal", action="store_true",
+                   help="use every file of train/good (a folder of extra normal inputs) instead of the held-out "
+                        "split the training used")
+    n.add_argument("--val-fraction", type=float, default=0.1, help="the training's held-out share (default 0.1)")
+    n.add_argument("--seed", type=int, default=0, help="the training's seed (default 0)")
+    n.add_argument("--threshold-quantile", type=float, default=None,
+                   help="also set the entry's threshold to this quantile of the reference scores")
+    n.add_argument("--manifest", type=Path, default=None)
+
     m = sub.add_parser("models", help="list the model registry and where each entry would load from")
     m.add_argument("--manifest", type=Path, default=None, help="default: checkpoints/registry.json")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -131,7 +156,7 @@ def _cmd_train(args) -> int:
             raise DecodemoError("invad trains one model per dataset: give one --data folder.")
         (name, layout), = layouts.items()
         cfg = InvADConfig(image_size=size, inversion_steps=args.inversion_steps,
-                          feature_norm=args.feature_norm, category=name)
+                          feature_norm=args.feature_norm, category=name, storage_dtype=args.storage_dtype)
         _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
                                  val_fraction=args.val_fraction, resume=args.resume)
     elif args.method == "recon":
@@ -141,7 +166,8 @@ def _cmd_train(args) -> int:
         if len(layouts) != 1:
             raise DecodemoError("recon trains one model per dataset: give one --data folder.")
         (name, layout), = layouts.items()
-        cfg = ReconConfig(image_size=size, t0=args.t0, reverse_steps=args.reverse_steps, category=name)
+        cfg = ReconConfig(image_size=size, t0=args.t0, reverse_steps=args.reverse_steps, category=name,
+                          storage_dtype=args.storage_dtype)
         _, summary = train_recon(layout, args.out, _settings(args, "recon"), config=cfg,
                                  val_fraction=args.val_fraction, resume=args.resume)
     else:
@@ -172,7 +198,7 @@ def _cmd_train(args) -> int:
                 vae_dir = args.out / "vae"
                 vae, _ = train_vae(layouts, vae_dir, _settings(args, "vae", args.vae_steps), config=vae_cfg,
                                    val_fraction=args.val_fraction, resume=args.resume)
-            cfg = DeCoDiffConfig()
+            cfg = DeCoDiffConfig(storage_dtype=args.storage_dtype)
             if args.gpu_config:
                 cfg.block_out_channels = [128, 256, 256, 512]
                 cfg.attention_levels = [2, 3]
@@ -243,6 +269,75 @@ def _cmd_score(args) -> int:
     return 1 if failures else 0
 
 
+def _cmd_convert(args) -> int:
+    from decodemo.methods import load_model
+    from decodemo.methods.base import WEIGHTS_NAME
+
+    model = load_model(args.model)
+    before = (args.model / WEIGHTS_NAME).stat().st_size
+    model.config.storage_dtype = args.storage_dtype
+    model.save_pretrained(args.out)
+    after = (args.out / WEIGHTS_NAME).stat().st_size
+    print(f"{args.model} -> {args.out}: UNet stored as {args.storage_dtype}; "
+          f"{before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from decodemo.service import METHOD_TITLES, Service
+
+    comp = Service().compare(args.file, domain=args.domain)
+    res = comp.to_json(args.out)
+    print(f"{comp.name} ({comp.modality}, {comp.domain} models), {comp.seconds:.2f} s in all")
+    for m in res["methods"]:
+        pct = "-" if m["percentile"] is None else f"{m['percentile']:.0f}"
+        print(f"  {METHOD_TITLES[m['method']]:<26} score {m['score']:>9.4g}  threshold {m['threshold']:>9.4g}  "
+              f"{m['decision']:<9}  normal percentile {pct:>3}  NFE {m['nfe']:>3}  {m['latency_ms']:.0f} ms")
+    s = res["summary"]
+    print(f"  verdict: {s['verdict']} ({s['votes_anomalous']} of {s['n_methods']} say anomalous)")
+    if args.out:
+        (args.out / "result.json").write_text(json.dumps(res, indent=1) + "\n")
+        print(f"Maps and result.json written to {args.out}")
+    return 0
+
+
+def _cmd_reference(args) -> int:
+    import numpy as np
+
+    from decodemo.data.layout import scan_layout
+    from decodemo.methods.invad.train import split_normal
+    from decodemo.reference import normal_reference
+    from decodemo.registry import ModelRegistry, load_manifest, save_manifest
+
+    path = _manifest(args)
+    entries = load_manifest(path)
+    reg = ModelRegistry(entries, root=path.parent, device="cpu")
+    entry = reg.entry(args.name)
+    layout = scan_layout(args.data, require_train=True, require_test=False)
+    files = [s.path for s in layout.train]
+    if args.all_normal:
+        chosen = files
+        source = f"all {len(files)} files of {layout.root.name}/train/good (normal inputs not used in training)"
+    else:
+        _, val = split_normal(len(files), args.val_fraction, args.seed)
+        chosen = [files[i] for i in val]
+        source = (f"{len(chosen)} held-out normal training files of {layout.root.name} "
+                  f"(val_fraction {args.val_fraction}, seed {args.seed})")
+    ref = normal_reference(reg.get(args.name), chosen, category=entry.class_id, source=source)
+    entry.reference = ref
+    if args.threshold_quantile is not None:
+        old = entry.threshold
+        entry.threshold = float(np.quantile(ref["scores"], args.threshold_quantile))
+        entry.threshold_provenance = (f"{args.threshold_quantile:g} quantile of the scores of {source}; "
+                                      "no test data used")
+        print(f"{args.name}: threshold {old:.4g} -> {entry.threshold:.4g}")
+    save_manifest(entries, path)
+    s = np.asarray(ref["scores"])
+    print(f"{args.name}: normal reference of {ref['n']} inputs (scores {s.min():.4g} .. {s.max():.4g}, "
+          f"median {np.median(s):.4g}); written to {path}")
+    return 0
+
+
 def _manifest(args):
     from decodemo.registry import MANIFEST
 
@@ -293,6 +388,8 @@ def _cmd_register(args) -> int:
                               hub=old.hub if old else None)
     if entry.bundled is None and entry.hub is None:
         raise RegistryError(f"{args.folder} is not under checkpoints/ and {args.name} has no Hub source.")
+    if old is not None and old.sha256 == entry.sha256:
+        entry.reference = old.reference  # same weights: the normal reference still holds
     entries[args.name] = entry
     save_manifest(entries, path)
     print(f"{args.name}: {entry.method} ({entry.modality}), threshold {entry.threshold:.4g}, sha256 "
@@ -321,7 +418,7 @@ def load_cli_model(spec, device: str, category: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
-               "push": _cmd_push, "register": _cmd_register}[args.command]
+               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
     try:
         return handler(args)
     except DecodemoError as exc:

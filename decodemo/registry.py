@@ -92,6 +92,8 @@ class Entry:
     training_data: str = ""
     licence: str = ""
     paper: str = ""
+    #: normal reference (decodemo.reference): scores and map quantiles on normal inputs
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -157,7 +159,25 @@ def _entry(name: str, raw: Any, where: str) -> Entry:
         figures=need("figures", dict, optional=True) or {}, input=need("input", dict, optional=True) or {},
         training_data=need("training_data", str, optional=True) or "",
         licence=need("licence", str, optional=True) or "", paper=need("paper", str, optional=True) or "",
+        reference=_reference(name, need("reference", dict, optional=True) or {}, where),
     )
+
+
+def _reference(name: str, ref: dict[str, Any], where: str) -> dict[str, Any]:
+    if not ref:
+        return {}
+    scores = ref.get("scores")
+    if (not isinstance(scores, list) or not scores
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores)):
+        raise _fail(where, name, "reference.scores", "must be a non-empty list of finite numbers")
+    pq = ref.get("pixel_quantiles")
+    if pq is not None:
+        if (not isinstance(pq, dict) or not isinstance(pq.get("q"), list) or not isinstance(pq.get("v"), list)
+                or len(pq["q"]) != len(pq["v"]) or len(pq["q"]) < 2):
+            raise _fail(where, name, "reference.pixel_quantiles", "must hold lists q and v of the same length (>= 2)")
+        if any(b <= a for a, b in zip(pq["q"], pq["q"][1:])):
+            raise _fail(where, name, "reference.pixel_quantiles.q", "must increase")
+    return ref
 
 
 def load_manifest(path: str | Path = MANIFEST) -> dict[str, Entry]:

@@ -66,6 +66,9 @@ def test_manifest_round_trip_and_entries_from_folders(shop):
     ("hub", {"repo_id": "org/m", "revision": "main"}, "'hub.revision'"),
     ("bundled", "../../etc", "'bundled'"),
     ("colour", "red", "'colour'"),
+    ("reference", {"scores": []}, "'reference.scores'"),
+    ("reference", {"scores": [1.0, float("nan")]}, "'reference.scores'"),
+    ("reference", {"scores": [1.0], "pixel_quantiles": {"q": [0.9, 0.5], "v": [1, 2]}}, "'reference.pixel_quantiles.q'"),
 ])
 def test_a_broken_entry_names_the_entry_and_the_field(shop, field, value, message):
     data = json.loads((shop / "registry.json").read_text())
@@ -199,13 +202,57 @@ def test_models_command_lists_where_each_entry_loads_from(shop, capsys, monkeypa
 
 
 def test_the_shipped_manifest_is_valid_and_bundled():
-    from decodemo.registry import MANIFEST, where
+    from decodemo.registry import CHECKPOINTS, MANIFEST, where
 
     entries = load_manifest(MANIFEST)
     assert entries
     for name, e in entries.items():
         assert where(e).startswith("bundled"), name
-        resolve(e)  # SHA-256 matches the committed weights
+        folder, _ = resolve(e)  # SHA-256 matches the committed weights
+        assert json.loads((folder / "config.json").read_text()).get("storage_dtype") == "float16", name
+        ref = e.reference
+        assert len(ref.get("scores", [])) >= 4 and "normal" in ref["source"], name
+        assert "no test data" in e.threshold_provenance, name
+    # every method for each bundled domain, the synthetic ones included
+    methods = {}
+    for e in entries.values():
+        methods.setdefault(e.domain, set()).add(e.method)
+    for domain in ("bottle", "elpv", "fan", "texture", "hum"):
+        assert methods.get(domain) == {"invad", "decodiff", "recon"}, domain
+    size = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
+    assert size < 150e6, f"checkpoints/ holds {size / 1e6:.1f} MB"
+
+
+def test_convert_halves_the_file_and_keeps_the_scores(shop, tmp_path, capsys):
+    from decodemo.methods import load_model
+
+    src = shop / "tex/recon"
+    assert main(["convert", "--model", str(src), "--out", str(tmp_path / "half")]) == 0
+    assert "float16" in capsys.readouterr().out
+    before, after = (src / "model.safetensors").stat().st_size, (tmp_path / "half/model.safetensors").stat().st_size
+    assert after < 0.6 * before
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = load_model(src).detect(x)
+    b = load_model(tmp_path / "half").detect(x)
+    assert torch.allclose(a.scores, b.scores, rtol=2e-2, atol=2e-2)
+
+
+def test_reference_command_stores_normal_scores_and_a_threshold(shop, tmp_path, capsys):
+    from decodemo.data.synthetic import write_synthetic_layout
+
+    data = write_synthetic_layout(tmp_path / "normal", n_train=6, n_test_good=0, n_test_per_kind=0, size=32, seed=5)
+    manifest = shop / "registry.json"
+    assert main(["reference", "tex/recon", "--data", str(data), "--all-normal", "--threshold-quantile", "0.5",
+                 "--manifest", str(manifest)]) == 0
+    e = load_manifest(manifest)["tex/recon"]
+    assert len(e.reference["scores"]) == 6 and "all 6 files" in e.reference["source"]
+    assert e.threshold == pytest.approx(float(sorted(e.reference["scores"])[2] / 2 + sorted(e.reference["scores"])[3] / 2))
+    assert "0.5 quantile" in e.threshold_provenance
+    q = e.reference["pixel_quantiles"]
+    assert q["v"] == sorted(q["v"]) and len(q["q"]) == len(q["v"])
+    # held-out split by default: the training's seeded 10 % (at least 4 files)
+    assert main(["reference", "tex2/recon", "--data", str(data), "--manifest", str(manifest)]) == 0
+    assert load_manifest(manifest)["tex2/recon"].reference["n"] == 4
 
 
 def test_download_a_pinned_revision_through_the_real_hub_client(tmp_path, monkeypatch):

@@ -106,6 +106,21 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path} could not be read as safetensors: {exc}") from exc
 
 
+STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def cast_for_storage(state: dict[str, torch.Tensor], storage_dtype: str) -> dict[str, torch.Tensor]:
+    """Cast the floating-point tensors of a state dict to ``storage_dtype`` for saving.
+
+    Models keep computing in float32: ``load_state_dict`` copies half-precision tensors into
+    float32 parameters, so only the file shrinks (about half with ``"float16"``).
+    """
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ModelError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, not {storage_dtype!r}.")
+    dtype = getattr(torch, storage_dtype)
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def write_folder(folder: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``folder`` (created if needed)."""
     folder = Path(folder)

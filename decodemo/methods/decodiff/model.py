@@ -35,7 +35,14 @@ from torch import nn
 
 from decodemo.errors import InputError, ModelError
 from decodemo.methods.unet import unet2d
-from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
+from decodemo.methods.base import (
+    DetectionResult,
+    cast_for_storage,
+    config_from_dict,
+    read_config,
+    read_weights,
+    write_folder,
+)
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.deviation import (
     FUSIONS,
@@ -246,10 +253,8 @@ class DeCoDiff(nn.Module):
     def save_pretrained(self, folder: str | Path) -> Path:
         """``config.json`` (with the VAE's config) + ``model.safetensors`` (UNet and VAE weights;
         a pretrained Hub VAE is referenced by repo id and revision instead)."""
-        if self.config.storage_dtype not in ("float32", "float16", "bfloat16"):
-            raise ModelError(f"storage_dtype must be float32, float16 or bfloat16, not {self.config.storage_dtype!r}.")
-        dtype = getattr(torch, self.config.storage_dtype)
-        tensors = {f"unet.{k}": v.to(dtype) if v.is_floating_point() else v for k, v in self.unet.state_dict().items()}
+        unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
+        tensors = {f"unet.{k}": v for k, v in unet.items()}
         if not self.vae.config.pretrained:
             tensors.update({f"vae.{k}": v for k, v in self.vae.vae.state_dict().items()})
         data = self.config.to_dict()

@@ -47,6 +47,9 @@ class InvADConfig:
     # Per inversion-step count S (as a string key): mean/std of NLL and Diff on NORMAL
     # held-out training images, used to standardise the scores before adding them.
     normal_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: dtype of the UNet weights in model.safetensors ("float16" halves the file; computed in
+    #: float32 either way). Feature statistics are always stored in float32.
+    storage_dtype: str = "float32"
     threshold: float | None = None
     threshold_provenance: str | None = None
     training: dict[str, Any] = field(default_factory=dict)

@@ -40,7 +40,14 @@ from decodemo.errors import ModelError
 from decodemo.features.efficientnet import EfficientNetLite0Features
 from decodemo.maps import gaussian_blur, upsample
 from decodemo.methods.unet import unet2d
-from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
+from decodemo.methods.base import (
+    DetectionResult,
+    cast_for_storage,
+    config_from_dict,
+    read_config,
+    read_weights,
+    write_folder,
+)
 from decodemo.methods.invad.config import InvADConfig
 from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
 
@@ -192,7 +199,8 @@ class InvAD(nn.Module):
     # ---------------------------------------------------------------- folders
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (UNet and statistics, not the frozen backbone)."""
-        tensors = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+        unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
+        tensors = {f"unet.{k}": v for k, v in unet.items()}
         tensors["feat_mean"] = self.feat_mean
         tensors["feat_std"] = self.feat_std
         return write_folder(folder, self.config.to_dict(), tensors)

@@ -49,6 +49,9 @@ class ReconConfig:
     score: str = "combined"
     clip_reduce: str = "max"  # audio: clip score from window scores
     mel: dict[str, Any] | None = None
+    #: dtype of the UNet weights in model.safetensors ("float16" halves the file; computed in
+    #: float32 either way). Normal statistics are always stored in float32.
+    storage_dtype: str = "float32"
     threshold: float | None = None
     threshold_provenance: str | None = None
     training: dict[str, Any] = field(default_factory=dict)

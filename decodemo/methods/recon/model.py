@@ -44,7 +44,14 @@ from decodemo.errors import InputError, ModelError
 from decodemo.features.efficientnet import EfficientNetLite0Features
 from decodemo.maps import gaussian_blur, upsample
 from decodemo.methods.unet import unet2d
-from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
+from decodemo.methods.base import (
+    DetectionResult,
+    cast_for_storage,
+    config_from_dict,
+    read_config,
+    read_weights,
+    write_folder,
+)
 from decodemo.methods.recon.config import SCORE_VARIANTS, ReconConfig
 from decodemo.methods.recon.wavelet import haar_dwt, haar_idwt
 
@@ -262,7 +269,8 @@ class Recon(nn.Module):
     def save_pretrained(self, folder: str | Path) -> Path:
         """``config.json`` + ``model.safetensors`` (UNet and normal statistics; the frozen
         EfficientNet-Lite0 comes from its pip wheel)."""
-        tensors = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+        unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
+        tensors = {f"unet.{k}": v for k, v in unet.items()}
         tensors.update({k: getattr(self, k) for k in self._stat_names()})
         return write_folder(folder, self.config.to_dict(), tensors)
 

@@ -1,0 +1,122 @@
+"""The real Gradio app on a loopback port, driven by ``gradio_client`` like any API user."""
+
+from __future__ import annotations
+
+import socket
+import wave
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from decodemo.data.synthetic import SAMPLE_RATE, make_hum, make_texture
+from decodemo.service import METHOD_ORDER
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    import os
+
+    from gradio_client import Client
+
+    data_dir = tmp_path_factory.mktemp("appdata")
+    old = os.environ.get("DECODEMO_DATA_DIR")
+    os.environ["DECODEMO_DATA_DIR"] = str(data_dir)
+    from decodemo.webapp import build_app, launch_kwargs
+
+    demo = build_app()
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        **launch_kwargs())
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False), demo
+    finally:
+        demo.close()
+        if old is None:
+            os.environ.pop("DECODEMO_DATA_DIR", None)
+        else:
+            os.environ["DECODEMO_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("appin")
+    img, _ = make_texture(np.random.default_rng([5, 5]), size=256, defect="scratch")
+    Image.fromarray(img[:, 16:240]).save(root / "part.png")  # 256 high, 224 wide
+    y, _ = make_hum(np.random.default_rng(8), seconds=5.0, sample_rate=SAMPLE_RATE, anomaly="burst")
+    sf.write(root / "hum.wav", y, SAMPLE_RATE)
+    (root / "cut.png").write_bytes((root / "part.png").read_bytes()[:400])  # corrupt: cut short
+    (root / "report.pdf").write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")  # unsupported
+    with wave.open(str(root / "silent.wav"), "wb") as w:  # two seconds of digital silence
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(b"\x00\x00" * 2 * SAMPLE_RATE)
+    return root
+
+
+def _compare(client, path, domain):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(path)), None, domain, api_name="/compare")
+
+
+def test_image_through_compare(client, inputs):
+    c, _ = client
+    result, files = _compare(c, inputs / "part.png", "texture")
+    assert result["modality"] == "image" and result["input_shape"] == [256, 224]
+    assert [m["method"] for m in result["methods"]] == list(METHOD_ORDER)
+    by_name = {p.rsplit("/", 1)[-1]: p for p in files}
+    for m in result["methods"]:
+        assert np.isfinite(m["score"]) and m["decision"] in ("normal", "anomalous") and m["latency_ms"] > 0
+        assert m["decision"] == ("anomalous" if m["score"] > m["threshold"] else "normal")
+        arr = np.load(by_name[f"{m['method']}_map.npy"], allow_pickle=False)  # downloaded by the client
+        assert arr.shape == (256, 224)
+    assert Image.open(by_name["decodiff_normal.png"]).size == (224, 256)
+    assert result["summary"]["verdict"] == "anomalous"  # a drawn scratch
+
+
+def test_audio_through_compare(client, inputs):
+    c, _ = client
+    result, files = _compare(c, inputs / "hum.wav", "hum")
+    assert result["modality"] == "audio" and result["duration_s"] == pytest.approx(5.0, abs=0.01)
+    n_mels, frames = result["input_shape"]
+    assert frames == len(result["frame_times"]) and result["frame_times"][-1] == pytest.approx(5.0, abs=0.05)
+    assert len(result["methods"]) == 3
+    for m in result["methods"]:
+        assert np.isfinite(m["score"]) and len(m["frame_scores"]) == frames
+        arr = np.load(next(p for p in files if p.endswith(f"{m['method']}_map.npy")), allow_pickle=False)
+        assert arr.shape == (n_mels, frames)
+
+
+@pytest.mark.parametrize("name, domain, message", [
+    ("cut.png", "texture", "could not be decoded as a PNG"),
+    ("report.pdf", "auto", "PDF"),
+    ("silent.wav", "hum", "silent"),
+    ("part.png", "hum", "take audio input"),
+])
+def test_bad_upload_gives_a_clear_error_and_the_app_keeps_serving(client, inputs, name, domain, message):
+    from gradio_client.exceptions import AppError
+
+    c, _ = client
+    with pytest.raises(AppError, match=message):
+        _compare(c, inputs / name, domain)
+    result, _ = _compare(c, inputs / "part.png", "texture")  # the next good request succeeds
+    assert len(result["methods"]) == 3
+
+
+def test_examples_are_generated_and_offered(client):
+    _, demo = client
+    names = {p.name for p, _ in demo.examples_list}
+    assert {"texture_normal.png", "texture_crack.png", "hum_click.wav"} <= names
+    assert all(p.is_file() for p, _ in demo.examples_list)
