@@ -416,6 +416,8 @@ def entry_from_folder(name: str, folder: str | Path, *, domain: str, class_id: s
     cfg = read_config(folder)
     thr = cfg.get("threshold")
     if isinstance(thr, dict):
+        if class_id is None and len(thr) == 1:
+            class_id = next(iter(thr))  # a one-category model: its only class
         if class_id not in thr:
             raise RegistryError(f"{name}: {folder} is multi-class ({sorted(thr)}); give its class id.")
         thr = thr[class_id]

@@ -186,3 +186,71 @@ def spectrogram_figure(comp, opacity: float = 0.5, max_frames: int = 400):
     fig.update_layout(height=120 + 200 * n, margin=dict(l=60, r=20, t=60, b=40),
                       title=dict(text="Spectrogram with each method's anomaly map", x=0.01, font=dict(size=14)))
     return fig
+
+
+# ---------------------------------------------------------------------------- dashboard
+def _model_colour(entry) -> str:
+    return COLOURS.get(entry.get("method"), "#555")
+
+
+def metrics_figure(fb):
+    """Precision, recall and F1 of each model's decisions against the reviewers' verdicts, and
+    the pixel IoU of its masks against corrected masks."""
+    import plotly.graph_objects as go
+
+    models = [m for m in fb["models"].values() if m["n_reviewed"]]
+    fig = go.Figure()
+    for key, colour in (("precision", "#1f77b4"), ("recall", "#ff7f0e"), ("f1", "#2ca02c"), ("pixel_iou", "#9467bd")):
+        fig.add_trace(go.Bar(name=key.replace("_", " "), x=[m["model"] for m in models],
+                             y=[m.get(key) if m.get(key) is not None else 0 for m in models], marker_color=colour,
+                             text=[f"{m[key]:.2f}" if m.get(key) is not None else "-" for m in models],
+                             textposition="outside"))
+    fig.update_layout(barmode="group", height=340, yaxis=dict(range=[0, 1.12], title="against reviews"),
+                      margin=dict(l=40, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2),
+                      title=dict(text="Decisions against reviewer verdicts", x=0.01, font=dict(size=14)))
+    return fig
+
+
+def confusion_figure(fb):
+    """One confusion matrix per model (rows: reviewers' verdict; columns: the model's decision)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    models = [m for m in fb["models"].values() if m.get("confusion")]
+    n = max(1, len(models))
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[m["model"] for m in models] or ["no reviews yet"],
+                        horizontal_spacing=0.08, vertical_spacing=0.2)
+    for k, m in enumerate(models):
+        z = np.array(m["confusion"])
+        fig.add_trace(go.Heatmap(z=z, x=["said normal", "said anomalous"], y=["normal", "anomalous"],
+                                 colorscale="Blues", showscale=False, text=z, texttemplate="%{text}",
+                                 hovertemplate="truth %{y}, %{x}: %{z}<extra></extra>"),
+                      row=k // cols + 1, col=k % cols + 1)
+    fig.update_layout(height=180 + 170 * rows, margin=dict(l=60, r=20, t=60, b=30),
+                      title=dict(text="Confusion matrices (rows: reviewers' verdict)", x=0.01, font=dict(size=14)))
+    return fig
+
+
+def curves_figure(fb):
+    """ROC and precision-recall curves of each model's scores over the reviewed items."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["ROC", "Precision-recall"])
+    for m in fb["models"].values():
+        if "roc" in m:
+            fig.add_trace(go.Scatter(x=m["roc"]["fpr"], y=m["roc"]["tpr"], mode="lines",
+                                     name=f"{m['model']} (AUROC {m['auroc']:.2f})", line=dict(shape="hv")),
+                          row=1, col=1)
+        if "pr" in m:
+            fig.add_trace(go.Scatter(x=m["pr"]["recall"], y=m["pr"]["precision"], mode="lines+markers",
+                                     name=f"{m['model']} PR", showlegend=False), row=1, col=2)
+    fig.update_xaxes(title_text="false-positive rate", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title_text="true-positive rate", range=[0, 1.02], row=1, col=1)
+    fig.update_xaxes(title_text="recall", range=[0, 1], row=1, col=2)
+    fig.update_yaxes(title_text="precision", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=360, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25),
+                      title=dict(text="Scores over reviewed items", x=0.01, font=dict(size=14)))
+    return fig

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import numpy as np
 
 from decodemo.errors import DecodemoError
@@ -119,10 +120,9 @@ def domain_choices(service: Service) -> list[tuple[str, str]]:
         (f"{DOMAIN_TITLES.get(d, d)} [{service.domain_modality(d)}]", d) for d in service.domains()]
 
 
-def build_app(service: Service | None = None, *, examples_dir: str | Path | None = None):
-    """The ``gr.Blocks`` app over ``service`` (default: one over the bundled registry)."""
-    import gradio as gr
-
+def build_app(service: Service | None = None, *, store=None, examples_dir: str | Path | None = None):
+    """The ``gr.Blocks`` app over ``service`` (default: one over the bundled registry) and the
+    review ``store`` (default: :class:`decodemo.store.ReviewStore` in the data directory)."""
     from decodemo import render
     from decodemo.examples import build_examples
 
@@ -131,13 +131,20 @@ def build_app(service: Service | None = None, *, examples_dir: str | Path | None
 
         service = Service(ModelRegistry(max_resident=int(os.environ.get("DECODEMO_MAX_MODELS", "16"))))
     from decodemo.registry import gpu_task
+    from decodemo.store import ReviewStore
+    from decodemo.webapp_review import review_tabs, reviewer_name
+
+    if store is None:
+        store = ReviewStore()
+    service.thresholds.update({k: v for k, v in store.applied_thresholds().items() if k in service.registry.entries})
 
     run_models = gpu_task(service.compare, duration=120)  # spaces.GPU on a ZeroGPU Space, else as is
     domains = service.domains()
     examples = [(p, d) for p, d in build_examples(examples_dir) if d in domains]
 
     # ------------------------------------------------------------------ callbacks
-    def compare(upload: str | None, record: str | None, domain: str, progress=gr.Progress()):
+    def compare(upload: str | None, record: str | None, domain: str, request: gr.Request = None,
+                profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """Run the three detectors of a model set on one image or sound.
 
         Args:
@@ -145,7 +152,8 @@ def build_app(service: Service | None = None, *, examples_dir: str | Path | None
             record: a recorded sound, used when nothing is uploaded.
             domain: the model set: "auto" (by file type), or one of the registry's domains.
         Returns:
-            the comparison as JSON, and the maps (.npy) and normal versions (.png) as files.
+            the comparison as JSON (with the ``item_id`` under which the review store keeps it),
+            and the maps (.npy) and normal versions (.png) as files.
         """
         path = upload or record
         if not path:
@@ -156,6 +164,7 @@ def build_app(service: Service | None = None, *, examples_dir: str | Path | None
         except DecodemoError as exc:
             raise gr.Error(str(exc), title="This input cannot be analysed") from None
         res = comp.to_json(_results_dir() / comp.id)
+        res["item_id"] = store.record(comp, user=reviewer_name(request, profile))
         files = [m[k] for m in res["methods"] for k in ("map_file", "normal_file") if m[k]]
         return res, files
 
@@ -247,6 +256,9 @@ def build_app(service: Service | None = None, *, examples_dir: str | Path | None
                 result = gr.JSON(label="Result")
                 files = gr.File(label="Maps (.npy, float32 at the input's size) and normal versions (.png)",
                                 file_count="multiple", interactive=False)
+        if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth: reviewers sign in with Hugging Face
+            gr.LoginButton()
+        review_tabs(service, store)
         with gr.Tab("API"):
             gr.Markdown(API_DOC)
 
@@ -260,6 +272,7 @@ def build_app(service: Service | None = None, *, examples_dir: str | Path | None
         reset.click(defaults, [result], sliders, api_visibility="private").then(
             draw, [result, opacity, *sliders], outputs, api_visibility="private", show_progress="hidden")
     demo.service = service  # for tests and scripts
+    demo.store = store
     demo.examples_list = examples
     return demo
 
@@ -272,6 +285,13 @@ client = Client("http://127.0.0.1:7860/")
 result, files = client.predict(handle_file("part.png"), None, "auto", api_name="/compare")
 ```
 
+To record a verdict on it (and read everything back):
+
+```python
+client.predict(result["item_id"], "anomalous", "decodiff,invad", "crack at the rim", None, api_name="/submit_review")
+files, counts = client.predict(api_name="/export")   # CSV per table, JSON, masks.zip
+```
+
 `result` holds, per method: `score`, `threshold`, `decision`, `percentile` (of the model's normal
 reference scores), `nfe`, `latency_ms`, the model name and revision, and `map_file`; `summary` holds
 the majority `verdict` and the agreement. `files` are the maps (`<method>_map.npy`, float32, the
@@ -281,11 +301,11 @@ input's size; audio: mel bands x frames) and the methods' normal versions (PNG).
 
 def launch_kwargs() -> dict[str, Any]:
     """Settings for ``launch()`` (Gradio 6 takes theme and css here)."""
-    import gradio as gr
-
     from decodemo.examples import data_dir
 
-    return dict(theme=gr.themes.Soft(), css=CSS, max_file_size="256mb",
+    from decodemo.webapp_review import KEYBOARD_JS
+
+    return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS, max_file_size="256mb",
                 allowed_paths=[str(data_dir() / "examples")], footer_links=["api"])
 
 
@@ -297,10 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     ap.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     ap.add_argument("--no-warm-up", action="store_true", help="load models on first use instead of at start")
+    ap.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                    help="require a login (repeatable; also DECODEMO_AUTH=user:pw,user2:pw2); reviews carry the "
+                         "login name, without it they are stored as anonymous")
     args = ap.parse_args(argv)
+    pairs = args.auth + [p for p in os.environ.get("DECODEMO_AUTH", "").split(",") if p.strip()]
+    auth = [tuple(p.split(":", 1)) for p in pairs if ":" in p] or None
     demo = build_app()
     if not args.no_warm_up:
         print(f"Models loaded in {demo.service.warm_up():.1f} s on {demo.service.registry.device}.")
     demo.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                                   **launch_kwargs())
+                                                   auth=auth, **launch_kwargs())
     return 0

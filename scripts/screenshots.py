@@ -2,9 +2,11 @@
 
 Needs Debian's ``chromium`` package (``apt-get install chromium``) and the ``playwright``
 Python package (``pip install playwright``; its own browser download is not used). Starts the
-real app on a loopback port, runs a comparison for an image and for a sound from the
-generated examples, and saves ``docs/images/compare_image.png`` and
-``docs/images/compare_audio.png``.
+real app on a loopback port with a fresh data directory, runs a comparison for an image and
+for a sound from the generated examples, then analyses a dozen generated inputs and enters
+reviews for them as two reviewers ("ana" and "ben", verdicts and masks from the generator's
+ground truth, ben disagreeing on two), and saves ``docs/images/compare_image.png``,
+``compare_audio.png``, ``review.png`` and ``dashboard.png``.
 
     python scripts/screenshots.py [--out docs/images] [--chromium /usr/bin/chromium]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from decodemo.webapp import build_app, domain_choices, launch_kwargs
 
+    import os
+
+    os.environ["DECODEMO_DATA_DIR"] = tempfile.mkdtemp(prefix="decodemo-shots-")
+    os.environ.pop("DECODEMO_DB_URL", None)
     demo = build_app()
     demo.service.warm_up(["texture", "hum"])
     port = free_port()
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
             for name, file, domain in shots:
                 page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
-                page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="load"); page.wait_for_selector("text=Compare", timeout=60000)
                 label = next(lab for lab, val in domain_choices(demo.service) if val == domain)
                 t0 = time.perf_counter()
                 run_compare(page, file, label)
@@ -75,10 +82,55 @@ def main(argv: list[str] | None = None) -> int:
                 page.screenshot(path=str(args.out / name), full_page=True)
                 print(f"saved {args.out / name}")
                 page.close()
+            seed_reviews(demo)
+            page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load"); page.wait_for_selector("text=Compare", timeout=60000)
+            page.get_by_role("tab", name="Review").click()
+            page.wait_for_function("() => document.body.innerText.includes('pending')", timeout=60000)
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(args.out / "review.png"), full_page=True)
+            print(f"saved {args.out / 'review.png'}")
+            page.get_by_role("tab", name="Dashboard").click()
+            page.wait_for_function("() => document.body.innerText.includes('analysed items')", timeout=60000)
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(args.out / "dashboard.png"), full_page=True)
+            print(f"saved {args.out / 'dashboard.png'}")
             browser.close()
     finally:
         demo.close()
     return 0
+
+
+def seed_reviews(demo, n_images: int = 8, n_clips: int = 4) -> None:
+    """Analyse generated inputs through the app's service and store, and review most of them."""
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from decodemo.data.synthetic import SAMPLE_RATE, make_hum, make_texture
+
+    folder = Path(tempfile.mkdtemp(prefix="decodemo-seed-"))
+    svc, store = demo.service, demo.store
+    kinds = [None, "scratch", None, "crack", "spot", None, "scratch", "crack"]
+    for i in range(n_images):
+        img, mask = make_texture(np.random.default_rng([31, i]), size=256, defect=kinds[i % len(kinds)])
+        p = folder / f"part_{i:02d}.png"
+        Image.fromarray(img).save(p)
+        item = store.record(svc.compare(p, domain="texture"), user="line-camera")
+        if i == n_images - 1:
+            continue  # left pending
+        truth = "anomalous" if kinds[i % len(kinds)] else "normal"
+        store.submit_review(item, "ana", truth, mask=mask if truth == "anomalous" else None,
+                            methods_right=[o for o in ("decodiff", "recon", "invad")])
+        ben = truth if i not in (2, 4) else ("normal" if truth == "anomalous" else "anomalous")
+        store.submit_review(item, "ben", ben)
+    for i, anomaly in enumerate([None, "click", "burst", None][:n_clips]):
+        y, _ = make_hum(np.random.default_rng([32, i]), seconds=5.0, sample_rate=SAMPLE_RATE, anomaly=anomaly)
+        p = folder / f"hum_{i:02d}.wav"
+        sf.write(p, y, SAMPLE_RATE)
+        item = store.record(svc.compare(p, domain="hum"), user="microphone-3")
+        if i < 2:
+            store.submit_review(item, "ana", "anomalous" if anomaly else "normal")
 
 
 if __name__ == "__main__":

@@ -115,8 +115,53 @@ def test_bad_upload_gives_a_clear_error_and_the_app_keeps_serving(client, inputs
     assert len(result["methods"]) == 3
 
 
+def test_submit_review_then_export_contains_it(client, inputs):
+    import csv
+
+    c, demo = client
+    result, _ = _compare(c, inputs / "part.png", "texture")
+    item = result["item_id"]
+    stored = c.predict(item, "anomalous", "decodiff,recon", "scratch across the stripes", None,
+                       api_name="/submit_review")
+    assert stored["item_id"] == item and stored["verdict"] == "anomalous" and stored["anonymous"] is True
+    assert stored["methods_right"] == ["decodiff", "recon"]
+    files, counts = c.predict(api_name="/export")
+    reviews = next(f for f in files if f.endswith("reviews.csv"))
+    with open(reviews) as f:
+        rows = [r for r in csv.DictReader(f) if int(r["item_id"]) == item]
+    assert any(r["note"] == "scratch across the stripes" and r["verdict"] == "anomalous" for r in rows)
+    assert counts["items"] >= 1 and counts["review_versions"] >= 1
+    # the same upload twice is one item
+    assert _compare(c, inputs / "part.png", "texture")[0]["item_id"] == item
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="verdict must be one of"):
+        c.predict(item, "maybe", "", "", None, api_name="/submit_review")
+
+
 def test_examples_are_generated_and_offered(client):
     _, demo = client
     names = {p.name for p, _ in demo.examples_list}
     assert {"texture_normal.png", "texture_crack.png", "hum_click.wav"} <= names
     assert all(p.is_file() for p, _ in demo.examples_list)
+
+
+def test_reviews_carry_the_login_name(client, inputs):
+    from gradio_client import Client
+
+    from decodemo.webapp import build_app, launch_kwargs
+
+    _, demo = client
+    app = build_app(service=demo.service, store=demo.store)  # same models and database, with a login
+    port = _free_port()
+    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                       auth=[("ana", "pw")], **launch_kwargs())
+    try:
+        c = Client(f"http://127.0.0.1:{port}/", verbose=False, auth=("ana", "pw"))
+        result, _ = _compare(c, inputs / "hum.wav", "hum")
+        review = c.predict(result["item_id"], "normal", "", "", None, api_name="/submit_review")
+        assert review["reviewer"] == "ana" and review["anonymous"] is False
+        with pytest.raises(Exception):
+            Client(f"http://127.0.0.1:{port}/", verbose=False, auth=("ana", "wrong"))
+    finally:
+        app.close()

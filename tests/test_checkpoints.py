@@ -56,3 +56,28 @@ def test_shipped_bottle_models_reproduce_their_figures(folder, floor, pixel_floo
     main = report["overall"][model.config.score]
     assert main["image_auroc"] >= floor
     assert main["pixel_auroc"] >= pixel_floor
+
+
+@pytest.fixture(scope="module")
+def texture_test_set(tmp_path_factory):
+    """The synthetic texture test set the shipped texture models were evaluated on (seed 0)."""
+    from decodemo.data.synthetic import write_synthetic_layout
+
+    root = tmp_path_factory.mktemp("texture")
+    write_synthetic_layout(root, modality="image", n_train=0, n_test_good=20, n_test_per_kind=10, size=256, seed=0)
+    return scan_layout(root, require_train=False)
+
+
+@pytest.mark.parametrize("method", ["invad", "decodiff", "recon"])
+def test_shipped_texture_models_reproduce_their_figures(method, texture_test_set):
+    """No data needed: the test set is regenerated, and the registry's recorded figures must hold."""
+    from decodemo.registry import load_manifest
+
+    entry = load_manifest(CHECKPOINTS / "registry.json")[f"texture/{method}"]
+    model = load_model(CHECKPOINTS / entry.bundled)
+    kwargs = {"category": entry.class_id} if getattr(model.config, "categories", None) else {}
+    report = evaluate(model, texture_test_set, batch_size=16, **kwargs)
+    main = report["overall"][model.config.score]
+    assert main["image_auroc"] == pytest.approx(entry.figures["image_auroc"], abs=1e-3)
+    assert main["pixel_auroc"] == pytest.approx(entry.figures["pixel_auroc"], abs=1e-3)
+    assert main["image_auroc"] >= 0.95 and main["pixel_auroc"] >= 0.9

@@ -329,6 +329,8 @@ def write_synthetic_layout(
 
     for split, kind, anomaly, count in plan:
         d = root / split / kind
+        if count <= 0:  # an empty folder would not be a valid layout
+            continue
         d.mkdir(parents=True, exist_ok=True)
         names = [f"{i:03d}{ext}" for i in range(count)]
         _clean(d, ext, set(names))

@@ -28,6 +28,8 @@ Choices the paper leaves open, and why:
   from held-out normal images; objects like the bottle have edges that always reconstruct
   worse) and per frequency row for audio (``"row"``); ``"global"`` is a single mean/std.
 - A small UNet (3.2 M parameters, channels 32/64/64/128) so it trains on 2 CPU cores.
+- The shipped UNets are stored in float16 (``storage_dtype``) and computed in float32 (bottle
+  pixel AUROC 0.7366 -> 0.7361; image and fan figures unchanged).
 """
 
 from __future__ import annotations

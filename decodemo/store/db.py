@@ -1,0 +1,87 @@
+"""Engine, sessions and migrations of the review store.
+
+The database is ``DECODEMO_DB_URL`` when set (any SQLAlchemy URL, e.g.
+``postgresql+psycopg://user@host/decodemo``), else a SQLite file ``decodemo.sqlite3`` in the
+data directory (``DECODEMO_DATA_DIR``, default ``~/.local/share/decodemo``). SQLite runs in WAL
+mode with a busy timeout and takes its write lock at the start of a transaction, so writers
+from several threads queue instead of failing. Alembic migrations run on open (``upgrade head``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+
+__all__ = ["database_url", "make_engine", "upgrade", "current_revision", "head_revision", "MIGRATIONS"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def database_url(data_dir: str | Path | None = None) -> str:
+    url = os.environ.get("DECODEMO_DB_URL", "").strip()
+    if url:
+        return url
+    from decodemo.examples import data_dir as default_dir
+
+    folder = Path(data_dir) if data_dir is not None else default_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'decodemo.sqlite3'}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
+            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN below
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # one writer at a time, queued by busy_timeout
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the migrations up to ``revision``."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()

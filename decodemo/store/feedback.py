@@ -1,0 +1,147 @@
+"""What the reviews say about the detectors: per-model precision, recall, F1, confusion matrix,
+ROC and PR curves over reviewed items, pixel IoU against corrected masks, agreement between
+reviewers (Cohen's kappa), and a suggested threshold per model (best F1 on reviewed items).
+
+An item's reference label is the majority of its reviewers' current verdicts, ``unsure``
+left out; an item whose reviewers tie is left out. "anomalous" is the positive class.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+__all__ = ["item_labels", "cohen_kappa", "best_f1_threshold", "feedback"]
+
+
+def item_labels(reviews: list[dict[str, Any]]) -> dict[int, bool]:
+    """item id -> True (anomalous) / False (normal) from the current reviews."""
+    votes: dict[int, list[int]] = {}
+    for r in reviews:
+        if r["verdict"] in ("normal", "anomalous"):
+            votes.setdefault(r["item_id"], []).append(1 if r["verdict"] == "anomalous" else -1)
+    return {i: sum(v) > 0 for i, v in votes.items() if sum(v) != 0}
+
+
+def cohen_kappa(a: list[str], b: list[str]) -> float | None:
+    """Cohen's kappa of two raters' labels on the same items (None for no items)."""
+    if not a:
+        return None
+    cats = sorted(set(a) | set(b))
+    n = len(a)
+    po = sum(x == y for x, y in zip(a, b)) / n
+    pe = sum((a.count(c) / n) * (b.count(c) / n) for c in cats)
+    if pe >= 1.0:
+        return 1.0 if po >= 1.0 else 0.0
+    return (po - pe) / (1.0 - pe)
+
+
+def _prf(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    tp = int((pred & y).sum())
+    fp = int((pred & ~y).sum())
+    fn = int((~pred & y).sum())
+    tn = int((~pred & ~y).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def best_f1_threshold(y: np.ndarray, scores: np.ndarray, current: float) -> dict[str, Any] | None:
+    """The threshold with the best F1 (decision ``score > threshold``) over the reviewed items;
+    candidates are midpoints between consecutive distinct scores and just below the lowest.
+    Ties go to the candidate closest to ``current``. None without both classes."""
+    y = np.asarray(y, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.all() or not y.any():
+        return None
+    u = np.unique(s)
+    cands = np.concatenate([[u[0] - max(1e-6, 1e-3 * abs(u[0]))], (u[:-1] + u[1:]) / 2])
+    best = None
+    for t in cands:
+        f1 = _prf(y, s > t)["f1"]
+        key = (round(f1, 12), -abs(t - current))
+        if best is None or key > best[0]:
+            best = (key, float(t), f1)
+    return {"threshold": best[1], "f1": best[2], "f1_current": _prf(y, s > current)["f1"]}
+
+
+def _curves(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+    order = np.argsort(-s, kind="mergesort")
+    ys = y[order]
+    tp = np.cumsum(ys)
+    fp = np.cumsum(~ys)
+    P, N = int(y.sum()), int((~y).sum())
+    out: dict[str, Any] = {}
+    if P and N:
+        from decodemo.metrics import auroc
+
+        out["roc"] = {"fpr": [0.0, *(fp / N).tolist()], "tpr": [0.0, *(tp / P).tolist()]}
+        out["auroc"] = float(auroc(y, s))
+    if P:
+        out["pr"] = {"recall": (tp / P).tolist(), "precision": (tp / np.maximum(tp + fp, 1)).tolist()}
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows, computed from the store's rows."""
+    rows = store.rows()
+    items = {it["id"]: it for it in rows["items"] if domain in (None, "", it["domain"])}
+    reviews = [r for r in store.current_reviews() if r["item_id"] in items]
+    labels = item_labels(reviews)
+    latest: dict[str, dict[int, dict]] = {}
+    for run in rows["runs"]:
+        if run["item_id"] in items:
+            latest.setdefault(run["model_name"], {})[run["item_id"]] = run  # runs are in id order
+    masks: dict[int, list[np.ndarray]] = {}
+    for r in reviews:
+        if r["mask_path"] and r["verdict"] == "anomalous":
+            masks.setdefault(r["item_id"], []).append(store.mask(r))
+
+    models = {}
+    for name, by_item in sorted(latest.items()):
+        ids = [i for i in by_item if i in labels]
+        entry: dict[str, Any] = {"model": name, "method": next(iter(by_item.values()))["method"], "n_reviewed": len(ids)}
+        current = (current_thresholds or {}).get(name, by_item[max(by_item)]["threshold"])
+        entry["threshold"] = float(current)
+        if ids:
+            y = np.array([labels[i] for i in ids])
+            s = np.array([by_item[i]["score"] for i in ids], dtype=np.float64)
+            pred = np.array([by_item[i]["decision"] == "anomalous" for i in ids])
+            entry.update(_prf(y, pred))
+            entry["confusion"] = [[entry["tn"], entry["fp"]], [entry["fn"], entry["tp"]]]  # rows: truth normal/anomalous
+            entry.update(_curves(y, s))
+            entry["suggestion"] = best_f1_threshold(y, s, current)
+        ious = []
+        for i, ms in masks.items():
+            run = by_item.get(i)
+            if run is None or run["pixel_threshold"] is None:
+                continue
+            m = np.load(store.path(run["map_path"]), allow_pickle=False)
+            pred_mask = m > run["pixel_threshold"]
+            ious += [_iou(pred_mask, gt) for gt in ms if gt.shape == pred_mask.shape]
+        entry["pixel_iou"] = float(np.mean(ious)) if ious else None
+        entry["n_masks"] = len(ious)
+        models[name] = entry
+
+    by_reviewer: dict[str, dict[int, str]] = {}
+    for r in reviews:
+        by_reviewer.setdefault(r["reviewer"], {})[r["item_id"]] = r["verdict"]
+    pairs = []
+    for a, b in combinations(sorted(by_reviewer), 2):
+        common = sorted(set(by_reviewer[a]) & set(by_reviewer[b]))
+        if common:
+            k = cohen_kappa([by_reviewer[a][i] for i in common], [by_reviewer[b][i] for i in common])
+            pairs.append({"reviewers": [a, b], "n_items": len(common), "kappa": k})
+    return {
+        "n_items": len(items), "n_reviewed": len({r["item_id"] for r in reviews}), "n_labelled": len(labels),
+        "models": models, "kappa": pairs,
+        "threshold_changes": [c for c in rows["threshold_changes"]],
+    }
