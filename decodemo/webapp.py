@@ -164,7 +164,11 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         except DecodemoError as exc:
             raise gr.Error(str(exc), title="This input cannot be analysed") from None
         res = comp.to_json(_results_dir() / comp.id)
-        res["item_id"] = store.record(comp, user=reviewer_name(request, profile))
+        try:
+            res["item_id"] = store.record(comp, user=reviewer_name(request, profile))
+        except Exception as exc:  # the comparison still answers; the person is told it was not kept
+            res["item_id"] = None
+            gr.Warning(f"The result could not be stored for review ({type(exc).__name__}: {exc}).")
         files = [m[k] for m in res["methods"] for k in ("map_file", "normal_file") if m[k]]
         return res, files
 

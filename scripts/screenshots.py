@@ -33,6 +33,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def shrink(path: Path, width: int = 1000) -> None:
+    """Keep the docs small: scale to ``width`` px and store as a 256-colour PNG."""
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    if im.width > width:
+        im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+    im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
 def run_compare(page, file: Path, domain_label: str, timeout_s: float = 180) -> None:
     """Upload ``file``, pick the model set, press Compare, wait until the results are drawn."""
     page.locator("input[type=file]").first.set_input_files(str(file))
@@ -80,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_compare(page, file, label)
                 print(f"{file.name}: drawn {time.perf_counter() - t0:.1f} s after pressing Compare")
                 page.screenshot(path=str(args.out / name), full_page=True)
+                shrink(args.out / name)
                 print(f"saved {args.out / name}")
                 page.close()
             seed_reviews(demo)
@@ -89,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             page.wait_for_function("() => document.body.innerText.includes('pending')", timeout=60000)
             page.wait_for_timeout(2500)
             page.screenshot(path=str(args.out / "review.png"), full_page=True)
+            shrink(args.out / "review.png")
             print(f"saved {args.out / 'review.png'}")
             page.get_by_role("tab", name="Dashboard").click()
             page.wait_for_function("() => document.body.innerText.includes('analysed items')", timeout=60000)
             page.wait_for_timeout(3000)
             page.screenshot(path=str(args.out / "dashboard.png"), full_page=True)
+            shrink(args.out / "dashboard.png")
             print(f"saved {args.out / 'dashboard.png'}")
             browser.close()
     finally:

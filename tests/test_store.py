@@ -160,6 +160,9 @@ def test_best_f1_threshold_and_kappa():
     s = best_f1_threshold(np.array([0, 0, 1, 1], bool), np.array([0.1, 0.4, 0.35, 0.9]), current=0.5)
     assert s["f1"] == pytest.approx(0.8) and 0.1 < s["threshold"] < 0.35
     assert best_f1_threshold(np.array([1, 1], bool), np.array([0.1, 0.2]), current=0.5) is None
+    # a current threshold that is already best is kept
+    kept = best_f1_threshold(np.array([0, 0, 1, 1], bool), np.array([0.1, 0.2, 0.8, 0.9]), current=0.3)
+    assert kept["threshold"] == 0.3 and kept["f1"] == kept["f1_current"] == 1.0
     assert cohen_kappa(["a", "b", "a"], ["a", "b", "a"]) == 1.0
     assert cohen_kappa(["a", "a", "b", "b"], ["a", "b", "a", "b"]) == pytest.approx(0.0)
 

@@ -51,14 +51,16 @@ def _prf(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 def best_f1_threshold(y: np.ndarray, scores: np.ndarray, current: float) -> dict[str, Any] | None:
     """The threshold with the best F1 (decision ``score > threshold``) over the reviewed items;
-    candidates are midpoints between consecutive distinct scores and just below the lowest.
-    Ties go to the candidate closest to ``current``. None without both classes."""
+    candidates are midpoints between consecutive distinct scores, just below the lowest, and
+    ``current`` itself. Ties go to the candidate closest to ``current`` (so a threshold that is
+    already best is kept). None without both classes."""
     y = np.asarray(y, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     if y.all() or not y.any():
         return None
     u = np.unique(s)
-    cands = np.concatenate([[u[0] - max(1e-6, 1e-3 * abs(u[0]))], (u[:-1] + u[1:]) / 2])
+    # the current threshold is a candidate too: when it already gives the best F1, it is kept
+    cands = np.concatenate([[u[0] - max(1e-6, 1e-3 * abs(u[0]))], (u[:-1] + u[1:]) / 2, [current]])
     best = None
     for t in cands:
         f1 = _prf(y, s > t)["f1"]
