@@ -324,6 +324,7 @@ class Service:
             extra: dict[str, Any] = {}
         else:
             extra, inp = self._load_audio(path, models)
+            clip_audio = extra.pop("_clip")
         outcomes = []
         for i, (method, reg_name) in enumerate(models.items()):
             report((i + 0.1) / len(models), f"{METHOD_TITLES[method]}: loading model")
@@ -333,7 +334,7 @@ class Service:
             if modality == "image":
                 outcome = self._run_image(model, reg_name, method, img, inp.shape[:2], thr)
             else:
-                outcome = self._run_audio(model, reg_name, method, path, inp.shape, thr)
+                outcome = self._run_audio(model, reg_name, method, clip_audio, inp.shape, thr)
             outcomes.append(outcome)
         report(1.0, "done")
         comp = Comparison(
@@ -384,25 +385,36 @@ class Service:
                              nfe=res.nfe, seconds=seconds, tf_map=_resize_map(res.maps[0], size), reconstruction=rec)
 
     def _load_audio(self, path: Path, models: dict[str, str]) -> tuple[dict[str, Any], np.ndarray]:
-        from decodemo.inputs import audio_input
-        from decodemo.io.spectrogram import MelConfig, frame_times, mel_band_hz
+        """Decode the clip once (the input layer's checks); each method cuts its own windows from
+        the waveform (:meth:`_run_audio`), sharing the spectrogram when the mel settings agree."""
+        from decodemo.io.audio import load_audio
+        from decodemo.io.spectrogram import MelConfig, frame_times, log_mel, mel_band_hz
 
         first = self.registry.entry(next(iter(models.values())))
         mel = MelConfig.from_dict(first.input.get("mel") or {})
-        clip = audio_input(path, mel, 64)  # the input layer's checks; windows are cut per model below
-        extra = {"waveform": clip.waveform, "sample_rate": mel.sample_rate,
-                 "frame_times": frame_times(clip.n_frames, mel), "band_hz": mel_band_hz(mel)}
-        return extra, clip.spectrogram.astype(np.float32)
+        y = load_audio(path, sample_rate=mel.sample_rate)
+        spec = log_mel(y, mel)
+        extra = {"waveform": y, "sample_rate": mel.sample_rate,
+                 "frame_times": frame_times(spec.shape[1], mel), "band_hz": mel_band_hz(mel)}
+        extra["_clip"] = (mel, y, spec, path)
+        return extra, spec.astype(np.float32)
 
-    def _run_audio(self, model, reg_name, method, path, shape, threshold) -> MethodOutcome:
-        from decodemo.inputs import audio_input
-        from decodemo.io.spectrogram import MelConfig
+    def _run_audio(self, model, reg_name, method, clip_audio, shape, threshold) -> MethodOutcome:
+        from decodemo.inputs import AudioInput, spectrogram_windows
+        from decodemo.io.audio import load_audio
+        from decodemo.io.spectrogram import MelConfig, log_mel
         from decodemo.scoring import detect_clip
 
         cfg = model.config
         size = cfg.image_size
         t0 = time.perf_counter()
-        clip = audio_input(path, MelConfig.from_dict(cfg.mel), size)
+        mel0, y, spec, _ = clip_audio
+        mel = MelConfig.from_dict(cfg.mel)
+        if mel != mel0:  # a model with other mel settings: its own spectrogram of the same clip
+            y = y if mel.sample_rate == mel0.sample_rate else load_audio(clip_audio[3], sample_rate=mel.sample_rate)
+            spec = log_mel(y, mel)
+        windows, starts = spectrogram_windows(spec, mel, size)
+        clip = AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=mel)
         res = detect_clip(model, clip, **self._category(model, reg_name))
         seconds = time.perf_counter() - t0
         tf = _resize2d(res.tf_map, shape)
