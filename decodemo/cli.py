@@ -150,7 +150,7 @@ def _cmd_train(args) -> int:
     size = args.image_size or DEFAULTS[args.method][3]
     if args.method == "invad":
         from decodemo.methods.invad.config import InvADConfig
-        from decodemo.methods.invad.train import train_invad
+        from decodemo.training.invad import train_invad
 
         if len(layouts) != 1:
             raise DecodemoError("invad trains one model per dataset: give one --data folder.")
@@ -161,7 +161,7 @@ def _cmd_train(args) -> int:
                                  val_fraction=args.val_fraction, resume=args.resume)
     elif args.method == "recon":
         from decodemo.methods.recon.config import ReconConfig
-        from decodemo.methods.recon.train import train_recon
+        from decodemo.training.recon import train_recon
 
         if len(layouts) != 1:
             raise DecodemoError("recon trains one model per dataset: give one --data folder.")
@@ -173,7 +173,7 @@ def _cmd_train(args) -> int:
     else:
         from decodemo.methods.decodiff.config import GPU_VAE, DeCoDiffConfig, VAEConfig
         from decodemo.methods.decodiff.model import LatentVAE
-        from decodemo.methods.decodiff.train import pretrained_vae, train_decodiff, train_vae
+        from decodemo.training.decodiff import pretrained_vae, train_decodiff, train_vae
 
         vae_cfg = VAEConfig(image_size=size, **(GPU_VAE if args.gpu_config else {}))
         if args.vae_pretrained:
@@ -305,7 +305,7 @@ def _cmd_reference(args) -> int:
     import numpy as np
 
     from decodemo.data.layout import scan_layout
-    from decodemo.methods.invad.train import split_normal
+    from decodemo.training.split import split_normal
     from decodemo.reference import normal_reference
     from decodemo.registry import ModelRegistry, load_manifest, save_manifest
 

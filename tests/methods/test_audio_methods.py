@@ -40,7 +40,7 @@ def _train(method: str, layout, out):
     quiet = lambda *_: None  # noqa: E731
     if method == "invad":
         from decodemo.methods.invad import InvADConfig
-        from decodemo.methods.invad.train import train_invad
+        from decodemo.training.invad import train_invad
 
         # a click is a frame or two wide: a 16 x 16 feature grid keeps it visible
         cfg = InvADConfig(image_size=128, grid=16, block_out_channels=[32, 64], norm_num_groups=8)
@@ -48,13 +48,13 @@ def _train(method: str, layout, out):
                            config=cfg, val_fraction=0.2, calibrate_steps=(3,), log=quiet)[0]
     if method == "recon":
         from decodemo.methods.recon.config import ReconConfig
-        from decodemo.methods.recon.train import train_recon
+        from decodemo.training.recon import train_recon
 
         cfg = ReconConfig(image_size=64, block_out_channels=[16, 32, 32], norm_num_groups=8, feature_size=128)
         return train_recon(layout, out, TrainSettings(steps=120, batch_size=8, lr=2e-3, warmup_steps=10, device="cpu"),
                            config=cfg, val_fraction=0.2, log=quiet)[0]
     from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
-    from decodemo.methods.decodiff.train import train_decodiff, train_vae
+    from decodemo.training.decodiff import train_decodiff, train_vae
 
     vae, _ = train_vae({"hum": layout}, out / "vae", TrainSettings(steps=120, batch_size=8, lr=2e-3, warmup_steps=10,
                                                                     device="cpu"),

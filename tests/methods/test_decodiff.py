@@ -13,7 +13,7 @@ from decodemo.errors import InputError, ModelError
 from decodemo.evaluation import evaluate
 from decodemo.methods import load_model
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
-from decodemo.methods.decodiff.train import train_decodiff, train_vae
+from decodemo.training.decodiff import train_decodiff, train_vae
 from decodemo.training import TrainSettings
 
 TINY_VAE = dict(image_size=64, block_out_channels=[16, 32, 32], layers_per_block=1, norm_num_groups=8)
@@ -97,7 +97,7 @@ def test_a_pretrained_diffusers_vae_can_replace_our_own(tiny, tmp_path):
     from safetensors import safe_open
 
     from decodemo.methods.decodiff.model import LatentVAE
-    from decodemo.methods.decodiff.train import pretrained_vae
+    from decodemo.training.decodiff import pretrained_vae
 
     _, vae, layouts, _, _ = tiny
     hub_dir = tmp_path / "hub_vae"

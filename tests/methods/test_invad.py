@@ -15,7 +15,8 @@ from decodemo.errors import ModelError, UnsafeWeightsError
 from decodemo.methods import load_model
 from decodemo.methods.invad import InvAD, InvADConfig
 from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
-from decodemo.methods.invad.train import split_normal, train_invad
+from decodemo.training.invad import train_invad
+from decodemo.training.split import split_normal
 from decodemo.metrics import auroc
 from decodemo.training import TrainSettings
 

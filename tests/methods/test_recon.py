@@ -14,7 +14,7 @@ from decodemo.errors import InputError, ModelError, UnsafeWeightsError
 from decodemo.methods import load_model
 from decodemo.methods.recon.config import ReconConfig
 from decodemo.methods.recon.model import Recon, ddim_reconstruct, reverse_timesteps
-from decodemo.methods.recon.train import train_recon
+from decodemo.training.recon import train_recon
 from decodemo.methods.recon.wavelet import haar_dwt, haar_idwt
 from decodemo.training import TrainSettings
 

@@ -22,10 +22,10 @@ from decodemo.inputs import sample_tensors
 from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.model import DeCoDiff, LatentVAE
-from decodemo.methods.invad.train import split_normal
+from decodemo.training.split import split_normal
 from decodemo.metrics import auroc, threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
-from decodemo.training import TrainSettings, make_accelerator, train_loop
+from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
 __all__ = ["train_vae", "pretrained_vae", "train_decodiff", "psnr"]
 

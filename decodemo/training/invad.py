@@ -15,20 +15,12 @@ from decodemo.methods.invad.config import InvADConfig
 from decodemo.methods.invad.model import InvAD
 from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
-from decodemo.training import TrainSettings, make_accelerator, train_loop
+from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
+from decodemo.training.split import split_normal
 
 __all__ = ["train_invad", "split_normal", "ABLATION_STEPS"]
 
 ABLATION_STEPS = (1, 2, 3, 5, 10)
-
-
-def split_normal(n: int, val_fraction: float, seed: int, *, min_val: int = 4) -> tuple[list[int], list[int]]:
-    """Seeded split of ``n`` normal training files into (fit, validation) index lists."""
-    if n < 2:
-        return list(range(n)), list(range(n))
-    n_val = min(n - 1, max(min_val, round(n * val_fraction))) if val_fraction > 0 else 0
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
 @torch.no_grad()

@@ -12,12 +12,12 @@ import torch
 from decodemo.data.layout import Layout
 from decodemo.inputs import sample_tensors
 from decodemo.io.spectrogram import MelConfig, frames_per_window
-from decodemo.methods.invad.train import split_normal
+from decodemo.training.split import split_normal
 from decodemo.methods.recon.config import ReconConfig
 from decodemo.methods.recon.model import Recon
 from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
-from decodemo.training import TrainSettings, make_accelerator, train_loop
+from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
 __all__ = ["train_recon"]
 

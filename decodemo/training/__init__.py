@@ -1,0 +1,12 @@
+"""Training: the shared loop, the per-method trainers, validation on synthetic anomalies and
+setting selection. ``decodemo.methods`` holds only the math and the networks.
+
+- :mod:`decodemo.training.loop`: the ``accelerate`` training loop (checkpoints, resume, progress).
+- :mod:`decodemo.training.split`: the seeded fit / validation split of ``train/good``.
+- :mod:`decodemo.training.invad`, ``recon``, ``decodiff``, ``baseline``: one trainer per method.
+"""
+
+from decodemo.training.loop import TrainSettings, make_accelerator, resolve_device, train_loop
+from decodemo.training.split import split_normal
+
+__all__ = ["TrainSettings", "make_accelerator", "resolve_device", "train_loop", "split_normal"]
