@@ -18,8 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a detector on train/good of one or more folder layouts")
-    t.add_argument("--method", required=True, choices=["invad", "recon", "vae", "decodiff"],
-                   help="method id (vae: the latent space that decodiff uses)")
+    t.add_argument("--method", required=True, choices=["invad", "recon", "vae", "decodiff", "baseline"],
+                   help="method id (vae: the latent space that decodiff uses; baseline: the PatchCore-style "
+                        "nearest-neighbour reference, not a diffusion method)")
     t.add_argument("--data", required=True, type=Path, action="append",
                    help="dataset folder (train/good, test/...); vae and decodiff take several, one per category")
     t.add_argument("--out", required=True, type=Path, help="model folder to write")
@@ -36,19 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=250)
     t.add_argument("--validate-every", type=int, default=0,
-                   help="decodiff: print image AUROC on a few test images every N steps (0 = never)")
+                   help="print image AUROC, pixel AUROC and AUPRO on the synthetic validation set (held-out "
+                        "normal training files and synthetic anomalies made from them; never test/) every N steps")
+    t.add_argument("--select", default="auto", choices=["auto", "none"],
+                   help="auto (default): choose the settings that matter on the synthetic validation set (invad: "
+                        "feature standardisation and S; recon: t0, averaged draws, map normalisation; decodiff: "
+                        "fusion, latent blur) and record every candidate in the model's config; none: keep the "
+                        "paper's settings. Settings given on the command line are kept either way")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
     t.add_argument("--image-size", type=int, default=None, help="input size in pixels (invad 256, vae/decodiff 128)")
     t.add_argument("--gpu-config", action="store_true", help="vae/decodiff: the larger GPU-sized networks")
-    t.add_argument("--inversion-steps", type=int, default=3, help="invad: S, DDIM inversion steps at test time")
+    t.add_argument("--inversion-steps", type=int, default=None,
+                   help="invad: S, DDIM inversion steps at test time (paper 3; selected with --select auto)")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/good held out for score statistics and the threshold")
-    t.add_argument("--t0", type=int, default=300, help="recon: partial noising level (of T = 1000)")
+    t.add_argument("--t0", type=int, default=None,
+                   help="recon: partial noising level of T = 1000 (300; selected with --select auto)")
+    t.add_argument("--draws", type=int, default=None,
+                   help="recon: reconstructions from this many noise draws are averaged (1; selected with --select auto)")
+    t.add_argument("--map-norm", default=None, choices=["global", "position", "row"],
+                   help="recon: map standardisation (global; selected with --select auto)")
     t.add_argument("--reverse-steps", type=int, default=5, help="recon: DDIM reverse steps (NFE)")
-    t.add_argument("--feature-norm", default="position", choices=["position", "channel"],
-                   help="invad: standardise features per channel and grid position (default) or per channel")
+    t.add_argument("--feature-norm", default=None, choices=["position", "channel"],
+                   help="invad: standardise features per channel (the paper) or per channel and grid position "
+                        "(selected with --select auto)")
     t.add_argument("--category", default=None, action="append",
                    help="category name per --data, in order (default: the data folders' names)")
     t.add_argument("--storage-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
@@ -62,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inversion-steps", type=int, default=None, help="override S (invad)")
     e.add_argument("--category", default=None, help="which category of a multi-class model (decodiff)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--no-ablation", action="store_true",
+                   help="skip the no-diffusion ablation (by default it runs on the same inputs and the diffusion "
+                        "gain is reported)")
+
+    a = sub.add_parser("calibrate", help="add the no-diffusion ablation's normal statistics to a model trained "
+                                         "before the ablation existed (from train/good, the training's own split)")
+    a.add_argument("--model", required=True, type=Path, help="the model folder (rewritten in place unless --out)")
+    a.add_argument("--data", required=True, type=Path, help="the folder layout the model was trained on")
+    a.add_argument("--out", type=Path, default=None)
+    a.add_argument("--val-fraction", type=float, default=0.1, help="the training's held-out share (default 0.1)")
 
     s = sub.add_parser("score", help="score files: one line per file with the score and decision")
     s.add_argument("--model", required=True, help="a model folder or a registry name (bottle/invad)")
@@ -117,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 DEFAULTS = {  # method -> (steps, batch size, lr, image size)
     "invad": (1500, 32, 2e-4, 256),
+    "baseline": (0, 1, 0.0, 256),
     "recon": (1500, 8, 2e-4, 128),
     "vae": (1500, 16, 1e-3, 128),
     "decodiff": (3000, 64, 1e-4, 128),
@@ -131,7 +156,7 @@ def _settings(args, method: str, steps: int | None = None):
                          lr=args.lr or d_lr, weight_decay=1e-4 if method == "decodiff" else 0.0, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, device=args.device,
                          mixed_precision=args.mixed_precision,
-                         validate_every=args.validate_every if method == "decodiff" else 0)
+                         validate_every=args.validate_every)
 
 
 def _layouts(args) -> dict:
@@ -145,31 +170,45 @@ def _layouts(args) -> dict:
     return {n: scan_layout(d) for n, d in zip(names, args.data)}
 
 
+def _one_layout(layouts: dict, method: str) -> dict:
+    if len(layouts) != 1:
+        raise DecodemoError(f"{method} trains one model per dataset: give one --data folder.")
+    return layouts
+
+
 def _cmd_train(args) -> int:
     layouts = _layouts(args)
     size = args.image_size or DEFAULTS[args.method][3]
     if args.method == "invad":
         from decodemo.methods.invad.config import InvADConfig
-        from decodemo.training.invad import train_invad
+        from decodemo.training.invad import PAPER_SETTINGS, train_invad
 
-        if len(layouts) != 1:
-            raise DecodemoError("invad trains one model per dataset: give one --data folder.")
-        (name, layout), = layouts.items()
-        cfg = InvADConfig(image_size=size, inversion_steps=args.inversion_steps,
-                          feature_norm=args.feature_norm, category=name, storage_dtype=args.storage_dtype)
+        (name, layout), = _one_layout(layouts, "invad").items()
+        given = {"feature_norm": args.feature_norm, "inversion_steps": args.inversion_steps}
+        cfg = InvADConfig(image_size=size, category=name, storage_dtype=args.storage_dtype,
+                          **{k: PAPER_SETTINGS[k] if v is None else v for k, v in given.items()})
         _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
-                                 val_fraction=args.val_fraction, resume=args.resume)
+                                 val_fraction=args.val_fraction, resume=args.resume, select=args.select,
+                                 fixed=tuple(k for k, v in given.items() if v is not None))
+    elif args.method == "baseline":
+        from decodemo.methods.baseline.config import BaselineConfig
+        from decodemo.training.baseline import train_baseline
+
+        (name, layout), = _one_layout(layouts, "baseline").items()
+        cfg = BaselineConfig(image_size=size, category=name, seed=args.seed)
+        _, summary = train_baseline(layout, args.out, _settings(args, "baseline"), config=cfg,
+                                    val_fraction=args.val_fraction)
     elif args.method == "recon":
         from decodemo.methods.recon.config import ReconConfig
         from decodemo.training.recon import train_recon
 
-        if len(layouts) != 1:
-            raise DecodemoError("recon trains one model per dataset: give one --data folder.")
-        (name, layout), = layouts.items()
-        cfg = ReconConfig(image_size=size, t0=args.t0, reverse_steps=args.reverse_steps, category=name,
-                          storage_dtype=args.storage_dtype)
+        (name, layout), = _one_layout(layouts, "recon").items()
+        given = {"t0": args.t0, "n_draws": args.draws, "map_norm": args.map_norm}
+        cfg = ReconConfig(image_size=size, reverse_steps=args.reverse_steps, category=name,
+                          storage_dtype=args.storage_dtype, **{k: v for k, v in given.items() if v is not None})
         _, summary = train_recon(layout, args.out, _settings(args, "recon"), config=cfg,
-                                 val_fraction=args.val_fraction, resume=args.resume)
+                                 val_fraction=args.val_fraction, resume=args.resume, select=args.select,
+                                 fixed=tuple(k for k, v in given.items() if v is not None))
     else:
         from decodemo.methods.decodiff.config import GPU_VAE, DeCoDiffConfig, VAEConfig
         from decodemo.methods.decodiff.model import LatentVAE
@@ -191,7 +230,7 @@ def _cmd_train(args) -> int:
                                    val_fraction=args.val_fraction, resume=args.resume)
         else:
             if args.vae_pretrained:
-                pass
+                pass  # the pretrained VAE was calibrated above
             elif args.vae is not None:
                 vae = LatentVAE.from_pretrained(args.vae)
             else:
@@ -204,7 +243,7 @@ def _cmd_train(args) -> int:
                 cfg.attention_levels = [2, 3]
                 cfg.layers_per_block = 2
             _, summary = train_decodiff(layouts, vae, args.out, _settings(args, "decodiff"), config=cfg,
-                                        val_fraction=args.val_fraction, resume=args.resume)
+                                        val_fraction=args.val_fraction, resume=args.resume, select=args.select)
     print(f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s (final loss {summary['final_loss']}); "
           f"model written to {args.out}")
     return 0
@@ -223,7 +262,7 @@ def _cmd_evaluate(args) -> int:
     if getattr(model.config, "categories", None):
         kwargs["category"] = model.config.categories[model.category_index(args.category)]
     t0 = time.perf_counter()
-    report = evaluate(model, layout, batch_size=args.batch_size, **kwargs)
+    report = evaluate(model, layout, batch_size=args.batch_size, ablation=not args.no_ablation, **kwargs)
     report["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
     print(format_report(report))
     if args.json:
@@ -267,6 +306,19 @@ def _cmd_score(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 1 if failures else 0
+
+
+def _cmd_calibrate(args) -> int:
+    from decodemo.data.layout import scan_layout
+    from decodemo.methods import load_model
+    from decodemo.training.ablation import fit_ablation
+
+    model = load_model(args.model)
+    what = fit_ablation(model, scan_layout(args.data), val_fraction=args.val_fraction)
+    out = args.out or args.model
+    model.save_pretrained(out)
+    print(f"{what}; written to {out}")
+    return 0
 
 
 def _cmd_convert(args) -> int:
@@ -418,7 +470,7 @@ def load_cli_model(spec, device: str, category: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
-               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
+               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate, "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
     try:
         return handler(args)
     except DecodemoError as exc:

@@ -23,7 +23,33 @@ from decodemo.io.spectrogram import MelConfig
 from decodemo.metrics import clip_metrics, image_metrics, pixel_metrics
 from decodemo.scoring import detect_batched, detect_clip
 
-__all__ = ["collect_scores", "evaluate", "format_report", "model_threshold"]
+__all__ = ["collect_scores", "evaluate", "format_report", "model_threshold", "AblationView", "has_ablation",
+           "diffusion_gain"]
+
+
+class AblationView:
+    """A detector seen through its no-diffusion counterpart: ``detect`` is the method's
+    ``detect_ablation`` (invad at S = 0, recon against the mean normal input, decodiff's VAE
+    round trip alone), so the ablation runs through exactly the same scoring code."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+        self.config = detector.config
+
+    def detect(self, images, **kwargs):
+        kwargs.pop("steps", None)
+        return self.detector.detect_ablation(images, **kwargs)
+
+
+def has_ablation(detector) -> bool:
+    """True when ``detector`` has a no-diffusion counterpart with its normal statistics."""
+    return hasattr(detector, "detect_ablation") and bool(getattr(detector, "has_ablation", False))
+
+
+def diffusion_gain(method: dict[str, float], ablation: dict[str, float]) -> dict[str, float]:
+    """Metric-by-metric difference: the method's figure minus its no-diffusion ablation's."""
+    return {k: float(method[k] - ablation[k]) for k in method if k in ablation
+            and isinstance(method[k], (int, float)) and isinstance(ablation[k], (int, float))}
 
 
 def model_threshold(detector, category: str | None = None) -> float | None:
@@ -80,17 +106,31 @@ def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size
     }
 
 
+#: What each method's no-diffusion counterpart is, for reports.
+ABLATION_WHAT = {
+    "invad": "S = 0: the standardised features scored directly (no inversion)",
+    "recon": "maps against the per-position mean normal input (image and features), no reconstruction",
+    "decodiff": "the VAE round trip alone (no correction steps): the autoencoder's reconstruction error",
+}
+
+
 def _metrics(labels: np.ndarray, scores: np.ndarray, modality: str) -> dict[str, float]:
     if modality == "audio":
         return clip_metrics(labels, scores)
     return image_metrics(labels, scores)
 
 
-def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[str] | None = None, **kwargs) -> dict[str, Any]:
+def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[str] | None = None,
+             ablation: bool = True, **kwargs) -> dict[str, Any]:
     """Evaluate ``detector`` on ``layout.test`` (and ``layout.extra``, reported separately).
 
+    With ``ablation`` (the default) the method's no-diffusion counterpart is evaluated on the
+    same inputs through the same code (:class:`AblationView`) and the difference is reported as
+    the diffusion gain.
+
     Returns a JSON-serialisable report: ``{"overall": {variant: metrics}, "per_kind": {kind:
-    {variant: metrics}}, "extra": ..., "threshold": ..., "decisions": ..., "timing": ...}``.
+    {variant: metrics}}, "ablation": {...}, "diffusion_gain": {...}, "extra": ..., "threshold":
+    ..., "timing": ...}``.
     """
     cfg = detector.config
     modality = layout.modality
@@ -120,15 +160,32 @@ def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[s
         sel = (kinds == kind) | (labels == 0)
         report["per_kind"][kind] = {n: _metrics(labels[sel], res["variants"][n][sel], modality) for n in names}
 
+    # pixel metrics: normal inputs and the anomalous ones that have a mask (an anomaly without a
+    # mask file is left out rather than counted as all-normal pixels)
+    pix = (labels == 0) | np.array([s.mask_path is not None for s in test])
     if res["maps"] is not None:
         size = res["maps"].shape[-2:]
         masks = np.stack([load_mask(s, size) for s in test])
         all_maps = {main: res["maps"], **{k: v for k, v in res.get("variant_maps", {}).items() if k in names}}
         for name, maps in all_maps.items():
-            report["overall"][name].update(pixel_metrics(masks, maps))
+            report["overall"][name].update(pixel_metrics(masks[pix], maps[pix]))
             for kind in layout.test_kinds():
-                sel = (kinds == kind) | (labels == 0)
-                report["per_kind"][kind][name].update(pixel_metrics(masks[sel], maps[sel]))
+                sel = ((kinds == kind) | (labels == 0)) & pix
+                if (labels[sel] == 1).any():
+                    report["per_kind"][kind][name].update(pixel_metrics(masks[sel], maps[sel]))
+
+    if ablation and has_ablation(detector):
+        abl = collect_scores(AblationView(detector), test, modality=modality, batch_size=batch_size,
+                             with_maps=layout.has_masks, desc="test, no diffusion", **kwargs)
+        abl_main = main if main in abl["variants"] else next(iter(abl["variants"]))
+        figures = _metrics(labels, abl["variants"][abl_main], modality)
+        if abl["maps"] is not None:
+            masks = np.stack([load_mask(s, abl["maps"].shape[-2:]) for s in test])
+            figures.update(pixel_metrics(masks[pix], abl["maps"][pix]))
+        report["ablation"] = {"what": ABLATION_WHAT.get(cfg.method, "no diffusion"), "score": abl_main,
+                              "overall": figures, "nfe_per_input": abl["nfe"],
+                              "detector_seconds": round(abl["seconds"], 3)}
+        report["diffusion_gain"] = diffusion_gain(report["overall"][main], figures)
 
     if layout.extra:
         good = res["variants"][main][labels == 0]
@@ -180,6 +237,13 @@ def format_report(report: dict[str, Any]) -> str:
     for subset, name, m in rows:
         vals = "  ".join(f"{m[c]:>13.4f}" if c in m and m[c] == m[c] else f"{'-':>13}" for c in cols)
         lines.append(f"{subset:<{w0}}  {name:<{w1}}  {vals}")
+    if "ablation" in report:
+        a, gain = report["ablation"], report["diffusion_gain"]
+        lines.append("")
+        lines.append(f"No-diffusion ablation ({a['what']}; NFE {a['nfe_per_input']}):")
+        lines.append("  " + "  ".join(f"{k} {v:.4f}" for k, v in a["overall"].items() if v == v))
+        lines.append("Diffusion gain (method minus ablation): "
+                     + "  ".join(f"{k} {v:+.4f}" for k, v in gain.items() if v == v))
     t = report["timing"]
     lines.append("")
     lines.append(f"{report['n_test']} test inputs ({report['n_good']} normal); NFE per input {t['nfe_per_input']}; "

@@ -57,7 +57,7 @@ MANIFEST = CHECKPOINTS / "registry.json"
 WEIGHT_FILES = ("config.json", "model.safetensors")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-METHODS = ("invad", "decodiff", "recon")
+METHODS = ("invad", "decodiff", "recon", "baseline")  # baseline: the nearest-neighbour reference
 
 
 class RegistryError(ModelError):
@@ -401,6 +401,8 @@ PAPERS = {
     "decodiff": "Beizaee et al., Correcting Deviations from Normality: A Reformulated Diffusion Model for "
                 "Multi-Class Unsupervised Anomaly Detection, CVPR 2025",
     "recon": "Yi Chen, Research on Anomaly Detection Methods Based on Diffusion Models, arXiv 2505.05137 (2025)",
+    "baseline": "Reference, not a diffusion method: a PatchCore-style nearest-neighbour scorer after Roth et al., "
+                "Towards Total Recall in Industrial Anomaly Detection, CVPR 2022",
 }
 METHOD_README = Path(__file__).resolve().parent / "methods"
 
@@ -446,8 +448,26 @@ def _deviations(method: str) -> str:
     return m.group(2).strip() if m else ""
 
 
-def model_card(entry: Entry) -> str:
-    """A Hugging Face model card (README.md with YAML front matter) for ``entry``."""
+def selection_section(config: dict[str, Any] | None) -> str:
+    """How a model's settings were chosen: the rule and every candidate's validation figures."""
+    sel = (config or {}).get("selection") or {}
+    if not sel:
+        return ("Trained before settings were selected on validation data; its settings are the method's "
+                "defaults (see the method README).")
+    vs = sel.get("validation_set", {})
+    rows = "\n".join(
+        f"| {'**' if i == sel['chosen'] else ''}{', '.join(f'{k} = {v}' for k, v in c['settings'].items())}"
+        f"{'**' if i == sel['chosen'] else ''}{' (paper)' if c.get('paper') else ''} | "
+        + " | ".join(f"{c['validation'].get(k, float('nan')):.3f}" for k in ("image_auroc", "pixel_auroc", "aupro"))
+        + f" | {c['score']:.3f} |" for i, c in enumerate(sel["candidates"]))
+    return (f"Mode `{sel['mode']}`. Rule: {sel['rule']}. Validation set: {vs.get('normal_inputs', '?')} normal "
+            f"inputs and {vs.get('synthetic_anomalies', '?')} synthetic anomalies ({vs.get('source', '')}).\n\n"
+            "| candidate | image AUROC | pixel AUROC | AUPRO | score |\n|---|---|---|---|---|\n" + rows)
+
+
+def model_card(entry: Entry, config: dict[str, Any] | None = None) -> str:
+    """A Hugging Face model card (README.md with YAML front matter) for ``entry``; ``config`` (the
+    folder's ``config.json``) adds how its settings were chosen."""
     figs = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
                      for k, v in entry.figures.items()) or "| (none recorded) | |"
     lic = entry.licence.lower()
@@ -485,6 +505,9 @@ Licence of the data, which the weights inherit: {entry.licence or 'not recorded'
 |---|---|
 {figs}
 
+## How the settings were chosen (validation without test data)
+{selection_section(config)}
+
 ## Deviations from the paper
 {_deviations(entry.method) or 'See the method README in decodemo.'}
 """
@@ -509,7 +532,9 @@ def push(name: str, repo_id: str, *, manifest: str | Path = MANIFEST, root: str 
     with tempfile.TemporaryDirectory() as tmp:
         for f in WEIGHT_FILES:
             shutil.copy2(folder / f, Path(tmp) / f)
-        (Path(tmp) / "README.md").write_text(model_card(entry))
+        from decodemo.methods.base import read_config
+
+        (Path(tmp) / "README.md").write_text(model_card(entry, read_config(folder)))
         info = api.upload_folder(repo_id=repo_id, folder_path=tmp,
                                  commit_message=f"decodemo {name}: {entry.method} weights and model card")
     sha = getattr(info, "oid", None) or str(info)

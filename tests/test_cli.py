@@ -27,8 +27,28 @@ def test_train_writes_a_model_folder(image_run, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "invad" and cfg["training"]["steps"] == 4 and cfg["threshold"] is not None
     assert (out / "model.safetensors").is_file()
-    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
-    assert state["step"] == 4
+    # --select auto (the default) trains one UNet per feature standardisation and records every candidate
+    for norm in ("channel", "position"):
+        assert json.loads((out / f"checkpoint-{norm}" / "trainer_state.json").read_text())["step"] == 4
+    sel = cfg["selection"]
+    assert sel["mode"] == "auto" and len(sel["candidates"]) == 8
+    assert {cfg["feature_norm"]: cfg["inversion_steps"]} == {sel["chosen_settings"]["feature_norm"]:
+                                                             sel["chosen_settings"]["inversion_steps"]}
+
+
+def test_train_select_none_keeps_the_paper_settings_and_given_ones(tmp_path):
+    data = write_synthetic_layout(tmp_path / "d", modality="image", n_train=8, n_test_good=1, n_test_per_kind=1,
+                                  size=64, seed=3)
+    out = tmp_path / "m"
+    assert main(["train", "--method", "invad", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--batch-size", "4", "--image-size", "64", "--select", "none", "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["feature_norm"], cfg["inversion_steps"]) == ("channel", 3)
+    assert main(["train", "--method", "invad", "--data", str(data), "--out", str(tmp_path / "g"), "--steps", "2",
+                 "--batch-size", "4", "--image-size", "64", "--feature-norm", "position", "--device", "cpu"]) == 0
+    cfg = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert cfg["feature_norm"] == "position"  # given on the command line: kept, only S selected
+    assert {c["settings"]["feature_norm"] for c in cfg["selection"]["candidates"]} == {"position"}
 
 
 def test_train_resume_when_finished_keeps_the_loss(image_run, capsys):
@@ -52,7 +72,10 @@ def test_evaluate_prints_and_writes_every_metric(image_run, tmp_path, capsys):
     both = report["overall"]["nll+diff"]
     assert 0.0 <= both["image_auroc"] <= 1.0 and 0.0 <= both["aupro"] <= 1.0
     assert set(report["per_kind"]) == {"scratch", "spot", "crack"}
-    assert report["timing"]["nfe_per_input"] == 3
+    assert report["timing"]["nfe_per_input"] == json.loads((out / "config.json").read_text())["inversion_steps"]
+    # the no-diffusion ablation (S = 0) ran on the same inputs, and its gain is reported
+    assert report["ablation"]["nfe_per_input"] == 0 and "image_auroc" in report["diffusion_gain"]
+    assert "Diffusion gain" in text
 
 
 def test_evaluate_other_step_count(image_run, capsys):
@@ -117,7 +140,7 @@ def test_recon_train_evaluate_score(tmp_path, capsys, modality):
                                   size=64, seconds=2.0, seed=5)
     out = tmp_path / "recon"
     assert main(["train", "--method", "recon", "--data", str(data), "--out", str(out), "--steps", "3",
-                 "--batch-size", "4", "--image-size", "64", "--t0", "200", "--reverse-steps", "4",
+                 "--batch-size", "4", "--image-size", "64", "--t0", "200", "--draws", "1", "--reverse-steps", "4",
                  "--device", "cpu"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "recon" and cfg["t0"] == 200 and cfg["modality"] == modality
@@ -130,3 +153,19 @@ def test_recon_train_evaluate_score(tmp_path, capsys, modality):
     sample = sorted((data / "test" / "good").glob("*.png" if modality == "image" else "*.wav"))[0]
     assert main(["score", "--model", str(out), str(sample)]) == 0
     assert str(sample) in capsys.readouterr().out
+
+
+def test_baseline_train_evaluate_score(tmp_path, capsys):
+    data = write_synthetic_layout(tmp_path / "d", modality="image", n_train=8, n_test_good=2, n_test_per_kind=1,
+                                  size=64, seed=6)
+    out = tmp_path / "baseline"
+    assert main(["train", "--method", "baseline", "--data", str(data), "--out", str(out), "--image-size", "64",
+                 "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "baseline" and cfg["threshold"] is not None
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "nn" in text and "NFE per input 0;" in text and "Diffusion gain" not in text  # no ablation: no diffusion
+    sample = sorted((data / "test" / "good").glob("*.png"))[0]
+    assert main(["score", "--model", str(out), str(sample)]) == 0

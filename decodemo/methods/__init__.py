@@ -1,7 +1,11 @@
 """The detection methods and the registry that maps a method id to its class.
 
-Every method class has ``method_id``, ``config_class``, ``from_pretrained(folder)``,
-``save_pretrained(folder)`` and ``detect(images) -> DetectionResult``.
+Every detector class implements :class:`decodemo.methods.base.Detector`: ``method_id``,
+``config_class``, ``from_pretrained(folder, *, map_location)``, ``save_pretrained(folder)`` and
+``detect(images, *, category=None) -> DetectionResult``; the three diffusion methods also have
+``detect_ablation``, their no-diffusion counterpart. ``baseline`` is the nearest-neighbour
+reference, not a diffusion method. ``vae`` is DeCo-Diff's latent space (a model folder, not a
+detector).
 """
 
 from __future__ import annotations
@@ -12,14 +16,22 @@ from pathlib import Path
 from decodemo.errors import ModelError
 from decodemo.methods.base import DetectionResult, read_config
 
-__all__ = ["METHOD_CLASSES", "method_class", "load_model", "DetectionResult"]
+__all__ = ["DETECTOR_CLASSES", "DIFFUSION_METHODS", "METHOD_CLASSES", "method_class", "detector_class",
+           "load_model", "DetectionResult"]
 
-#: method id -> "module:Class" (imported lazily so the package imports fast).
-METHOD_CLASSES = {
+#: detector id -> "module:Class" (imported lazily so the package imports fast).
+DETECTOR_CLASSES = {
     "invad": "decodemo.methods.invad.model:InvAD",
     "decodiff": "decodemo.methods.decodiff.model:DeCoDiff",
-    "vae": "decodemo.methods.decodiff.model:LatentVAE",
     "recon": "decodemo.methods.recon.model:Recon",
+    "baseline": "decodemo.methods.baseline.model:PatchCore",
+}
+#: The three diffusion methods, in the order the app shows them (the baseline is not one).
+DIFFUSION_METHODS = ("decodiff", "recon", "invad")
+#: Every model-folder kind: the detectors and DeCo-Diff's latent space.
+METHOD_CLASSES = {
+    **DETECTOR_CLASSES,
+    "vae": "decodemo.methods.decodiff.model:LatentVAE",
 }
 
 
@@ -30,6 +42,13 @@ def method_class(method_id: str) -> type:
         raise ModelError(f"Unknown method {method_id!r}; known: {', '.join(sorted(METHOD_CLASSES))}.") from None
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def detector_class(method_id: str) -> type:
+    """The detector class of ``method_id`` (not ``vae``, which is not a detector)."""
+    if method_id not in DETECTOR_CLASSES:
+        raise ModelError(f"Unknown detector {method_id!r}; known: {', '.join(sorted(DETECTOR_CLASSES))}.")
+    return method_class(method_id)
 
 
 def load_model(folder: str | Path, *, device: str = "cpu"):

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from decodemo.errors import ModelError, UnsafeWeightsError
 
 __all__ = [
+    "Detector",
     "DetectionResult",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
@@ -53,6 +54,34 @@ class DetectionResult:
     variants: dict[str, torch.Tensor] = field(default_factory=dict)
     reconstruction: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """The contract every detection method implements, the ``baseline`` reference included.
+
+    - ``method_id``: the id in ``config.json`` and in :data:`decodemo.methods.DETECTOR_CLASSES`;
+    - ``config_class``: the config dataclass (``to_dict()``, ``method``, ``modality``,
+      ``image_size``, ``threshold``, ``threshold_provenance``, ``training``);
+    - ``from_pretrained(folder, *, map_location="cpu")`` and ``save_pretrained(folder)``: the
+      model folder (``config.json`` + ``model.safetensors``);
+    - ``detect(images, *, category=None) -> DetectionResult``: ``images`` ``(B, 3, H, W)`` RGB in
+      [0, 1]; scores ``(B,)``, maps ``(B, H, W)`` at the input's size, NFE, score variants.
+
+    Diffusion methods also have ``detect_ablation(images, *, category=None)``, their
+    no-diffusion counterpart through the same code path, and ``has_ablation``.
+    """
+
+    method_id: ClassVar[str]
+    config_class: ClassVar[type]
+    config: Any
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "Detector": ...
+
+    def save_pretrained(self, folder: str | Path) -> Path: ...
+
+    def detect(self, images: torch.Tensor, *, category: str | None = None) -> DetectionResult: ...
 
 
 def config_from_dict(cls: type, data: dict[str, Any], *, where: str = "config") -> Any:

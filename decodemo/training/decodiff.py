@@ -23,11 +23,36 @@ from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.model import DeCoDiff, LatentVAE
 from decodemo.training.split import split_normal
-from decodemo.metrics import auroc, threshold_at_normal_quantile
+from decodemo.training.validation import SELECTION_RULE, Candidate, build_validation_set, choose, selection_record, validation_figures
+from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
-__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "psnr"]
+__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "psnr", "CANDIDATES"]
+
+#: What ``select="auto"`` tries: the paper's value first.
+CANDIDATES = {"fusion": ("geometric", "arithmetic", "pixel", "latent"), "latent_sigma": (1.0, 0.5, 2.0)}
+
+
+def _select(model: DeCoDiff, synth: dict, *, select: str, fixed: tuple[str, ...], log) -> tuple[list[dict], int]:
+    """Every (fusion, latent blur) pair on the synthetic validation sets (one pass per blur gives
+    all fusions) -> (candidates with the paper's first, chosen index)."""
+    cfg = model.config
+    sigmas = [cfg.latent_sigma] if select == "none" or "latent_sigma" in fixed else list(CANDIDATES["latent_sigma"])
+    fusions = [cfg.fusion] if select == "none" or "fusion" in fixed else list(CANDIDATES["fusion"])
+    candidates = []
+    for sigma in sigmas:
+        cfg.latent_sigma = sigma
+        per_cat = [validation_figures(model, ss, category=name) for name, ss in synth.items()]
+        for fusion in fusions:
+            figures = {k: float(np.mean([f[fusion][k] for f in per_cat])) for k in per_cat[0][fusion]}
+            paper = fusion == CANDIDATES["fusion"][0] and sigma == CANDIDATES["latent_sigma"][0]
+            candidates.append(Candidate.make({"fusion": fusion, "latent_sigma": sigma}, figures, paper=paper))
+            v = candidates[-1]["validation"]
+            log(f"  candidate fusion={fusion}, latent_sigma={sigma}: image AUROC {v['image_auroc']:.4f}, "
+                f"pixel AUROC {v['pixel_auroc']:.4f}, AUPRO {v['aupro']:.4f} -> score {candidates[-1]['score']:.4f}")
+    candidates.sort(key=lambda c: not c["paper"])
+    return candidates, (choose(candidates) if select == "auto" else 0)
 
 
 def _modality(layouts: dict[str, Layout]) -> str:
@@ -106,7 +131,7 @@ def train_vae(
 ) -> tuple[LatentVAE, dict[str, Any]]:
     """Train a small ``AutoencoderKL`` on the normal training images of ``layouts``
     (``{category: layout}``), set the latent scale to 1 / std of the training latents and
-    record PSNR on held-out normal training images and on ``test/good``."""
+    record PSNR on held-out normal training images."""
     out_dir = Path(out_dir)
     cfg = config or VAEConfig()
     cfg.categories = list(layouts)
@@ -148,7 +173,7 @@ def _log_quality(log, out_dir, cfg: VAEConfig) -> None:
 def _calibrate(vae: LatentVAE, layouts: dict[str, Layout], fit: torch.Tensor, held: dict[str, list[torch.Tensor]],
                device) -> None:
     """Set the latent scale to 1 / std of the normal training latents (``fit``) and record PSNR
-    on the held-out normal training images and on ``test/good`` of each layout."""
+    on the held-out normal training images of each layout (training never reads ``test/``)."""
     cfg = vae.config
     cfg.latent_scale, cfg.latent_shift = 1.0, 0.0
     z = _encode_all(vae, fit, device)
@@ -156,8 +181,7 @@ def _calibrate(vae: LatentVAE, layouts: dict[str, Layout], fit: torch.Tensor, he
     quality: dict[str, Any] = {}
     for name, layout in layouts.items():
         q = {}
-        test_good = _per_file(layout, cfg.image_size, "test", "good", mel=cfg.mel)
-        for split, files in (("heldout_train_good", held[name]), ("test_good", test_good)):
+        for split, files in (("heldout_train_good", held[name]),):
             if not files:
                 continue
             imgs = vae._channels(torch.cat(files))
@@ -211,16 +235,21 @@ def train_decodiff(
     config: DeCoDiffConfig | None = None,
     val_fraction: float = 0.1,
     threshold_quantile: float = 0.99,
-    validate_max: int = 40,
     resume: bool = False,
+    select: str = "auto",
+    fixed: tuple[str, ...] = (),
     log=print,
 ) -> tuple[DeCoDiff, dict[str, Any]]:
     """Train one class-conditioned DeCo-Diff model on the normal training latents of all
     ``layouts`` (``{category: layout}``; categories are oversampled to equal weight).
 
-    With ``settings.validate_every``, image AUROC on up to ``validate_max`` test images per
-    category is printed every that many steps (test labels are only reported, never used).
-    Thresholds: the ``threshold_quantile`` of each category's held-out normal scores.
+    The held-out normal files of each category and synthetic anomalies made from them are the
+    validation set (:mod:`decodemo.training.validation`): ``settings.validate_every`` reports
+    image AUROC, pixel AUROC and AUPRO on it every that many steps, and ``select="auto"`` picks
+    the fusion (geometric, the paper's, then arithmetic, pixel, latent) and the latent-map blur
+    (sigma 1, the paper's, then 0.5 and 2) on it, scored as the mean over categories. Settings in
+    ``fixed`` keep ``config``'s value. Thresholds: the ``threshold_quantile`` of each
+    category's held-out normal scores. No test data is used.
     """
     out_dir = Path(out_dir)
     cfg = config or DeCoDiffConfig()
@@ -248,33 +277,25 @@ def train_decodiff(
         f"{tuple(latents.shape[1:])} (balanced to {len(latents)}), UNet "
         f"{sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters; encoded in {time.perf_counter() - t0:.0f} s.")
 
-    validate = None
-    if settings.validate_every:
-        val_sets = {}
-        for name, layout in layouts.items():
-            samples = [s for s in layout.test]
-            if not samples or len({s.label for s in samples}) < 2:
-                continue
-            g = torch.Generator().manual_seed(settings.seed)
-            pick = sorted(torch.randperm(len(samples), generator=g)[:validate_max].tolist())
-            chosen = [samples[i] for i in pick]
-            if len({s.label for s in chosen}) < 2:
-                continue
-            mc = MelConfig.from_dict(cfg.mel) if cfg.mel else None
-            files = sample_tensors([s.path for s in chosen], modality=cfg.modality, size=cfg.image_size, mel=mc,
-                                   desc="validation")
-            val_sets[name] = (files, np.array([s.label for s in chosen]))
+    synth = {name: build_validation_set(held[name], modality=cfg.modality, seed=settings.seed) for name in layouts}
 
-        def validate(m: DeCoDiff) -> dict[str, float]:
-            out = {}
-            for name, (files, y) in val_sets.items():
-                scores = _file_scores(m, files, name, cfg.clip_reduce)
-                out[f"{name}_val_auroc"] = auroc(y, np.array(scores))
-            return out
+    def validate(m: DeCoDiff) -> dict[str, float]:
+        out = {}
+        for name, ss in synth.items():
+            for k, v in validation_figures(m, ss, category=name)[cfg.fusion].items():
+                out[f"{name}_val_{k}"] = v
+        return out
 
     summary = train_loop(model, TensorDataset(latents, labels), settings, checkpoint_dir=out_dir / "checkpoint",
                          resume=resume, validate=validate, accelerator=acc, desc="decodiff")
     model = acc.unwrap_model(model).eval()
+    candidates, chosen = _select(model, synth, select=select, fixed=fixed, log=log)
+    cfg.selection = selection_record(candidates, chosen, mode=select,
+                                     n_normals=sum(int((ss.labels == 0).sum()) for ss in synth.values()),
+                                     n_anomalies=sum(int(ss.labels.sum()) for ss in synth.values()))
+    for k, v in candidates[chosen]["settings"].items():
+        setattr(cfg, k, v)
+    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
     thresholds = {}
     for name in layouts:
         scores = _file_scores(model, held[name], name, cfg.clip_reduce)

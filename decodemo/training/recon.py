@@ -13,13 +13,83 @@ from decodemo.data.layout import Layout
 from decodemo.inputs import sample_tensors
 from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.training.split import split_normal
+from decodemo.training.validation import (
+    SELECTION_RULE,
+    Candidate,
+    build_validation_set,
+    choose,
+    selection_record,
+    validation_figures,
+)
 from decodemo.methods.recon.config import ReconConfig
 from decodemo.methods.recon.model import Recon
 from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
-__all__ = ["train_recon"]
+__all__ = ["train_recon", "CANDIDATES"]
+
+#: What ``select="auto"`` tries, in coordinate-search order; the first value of each is the
+#: default reading of the paper (which fixes none of them).
+CANDIDATES = {"t0": (300, 200, 400), "n_draws": (1, 4), "map_norm": ("global", "position")}
+
+
+def _select(model: Recon, stats_inputs: torch.Tensor, synth, *, select: str, fixed: tuple[str, ...], log):
+    """Coordinate search over :data:`CANDIDATES` on the synthetic validation set -> (candidates,
+    chosen index). On each coordinate the incumbent (the paper reading's value) is kept unless
+    another value beats it by more than the selection margin (:func:`choose`)."""
+    cfg = model.config
+    audio = cfg.modality == "audio"
+
+    def values(key: str) -> tuple:
+        return tuple("row" if audio and v == "position" else v for v in CANDIDATES[key])
+
+    paper = {k: values(k)[0] for k in CANDIDATES}
+    candidates: list[dict] = []
+    seen: dict[tuple, int] = {}
+
+    def run(setting: dict) -> int:
+        key = tuple(sorted(setting.items()))
+        if key not in seen:
+            for k, v in setting.items():
+                setattr(cfg, k, v)
+            _resize_map_stats(model)
+            model.fit_map_stats(stats_inputs)
+            candidates.append(Candidate.make(setting, validation_figures(model, synth)[cfg.score],
+                                             paper=setting == paper))
+            log("  candidate " + ", ".join(f"{k}={v}" for k, v in setting.items()) + ": " + _fmt(candidates[-1]))
+            seen[key] = len(candidates) - 1
+        return seen[key]
+
+    if select == "none":
+        return candidates, run({k: getattr(cfg, k) for k in CANDIDATES})
+    best = {k: getattr(cfg, k) if k in fixed else paper[k] for k in CANDIDATES}
+    for key in CANDIDATES:
+        if key in fixed:
+            continue
+        idx = [run({**best, key: v}) for v in values(key)]
+        best = dict(candidates[idx[choose([candidates[i] for i in idx])]]["settings"])
+    for k, v in best.items():
+        setattr(cfg, k, v)
+    _resize_map_stats(model)
+    return candidates, seen[tuple(sorted(best.items()))]
+
+
+def _resize_map_stats(model: Recon) -> None:
+    """Give the map-statistics buffers the shape that ``config.map_norm`` needs."""
+    s = model.config.image_size
+    shape = {"position": (s, s), "row": (s, 1), "global": (1, 1)}[model.config.map_norm]
+    for name in ("err", "sem", "abl_err", "abl_sem"):
+        for part, fill in (("mean", 0.0), ("std", 1.0)):
+            buf = getattr(model, f"{name}_{part}")
+            if tuple(buf.shape) != shape:
+                setattr(model, f"{name}_{part}", torch.full(shape, fill, device=buf.device))
+
+
+def _fmt(c: dict) -> str:
+    v = c["validation"]
+    return (f"image AUROC {v['image_auroc']:.4f}, pixel AUROC {v['pixel_auroc']:.4f}, AUPRO {v['aupro']:.4f} "
+            f"-> score {c['score']:.4f}")
 
 
 @torch.no_grad()
@@ -37,7 +107,10 @@ def train_recon(
     val_fraction: float = 0.1,
     threshold_quantile: float = 0.99,
     stats_max: int = 256,
+    select_stats: int = 64,
     resume: bool = False,
+    select: str = "auto",
+    fixed: tuple[str, ...] = (),
     log=print,
 ) -> tuple[Recon, dict[str, Any]]:
     """Train on ``layout.train`` (normal only) and write the model folder to ``out_dir``.
@@ -46,6 +119,13 @@ def train_recon(
     (``threshold_quantile`` of their scores). Wavelet statistics and the error / semantic map
     statistics come from (up to ``stats_max`` of) the remaining normal training inputs. No
     test data is used.
+
+    The held-out files and synthetic anomalies made from them are the validation set
+    (:mod:`decodemo.training.validation`): ``settings.validate_every`` reports on it, and
+    ``select="auto"`` picks t0 (300, 200, 400), the number of averaged noise draws (1, 4) and the
+    map normalisation (global, then per position for images or per frequency row for audio) by
+    coordinate search in that order, each candidate's map statistics from ``select_stats``
+    normal training inputs. Settings named in ``fixed`` keep ``config``'s value.
     """
     out_dir = Path(out_dir)
     cfg = config or ReconConfig()
@@ -74,14 +154,30 @@ def train_recon(
     log(f"recon: {len(fit_idx)} training files ({len(w0)} inputs), {len(val_idx)} held-out; wavelet inputs "
         f"{tuple(w0.shape[1:])}, UNet {sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters.")
 
+    val_synth = build_validation_set(val, modality=cfg.modality, seed=settings.seed) if settings.validate_every else None
+    stats_probe = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(settings.seed))[:32]]
+
+    def validate(m: Recon) -> dict[str, float]:
+        m.fit_map_stats(stats_probe.to(acc.device))
+        return {f"val_{k}": v for k, v in validation_figures(m, val_synth)[m.config.score].items()}
+
     summary = train_loop(model, w0, settings, checkpoint_dir=out_dir / "checkpoint", resume=resume,
-                         accelerator=acc, desc="recon")
+                         accelerator=acc, validate=validate, desc="recon")
     model = acc.unwrap_model(model).eval()
 
     t1 = time.perf_counter()
     g = torch.Generator().manual_seed(settings.seed)
     pick = torch.randperm(len(fit), generator=g)[:stats_max]
+    synth = build_validation_set(val, modality=cfg.modality, seed=settings.seed)
+    candidates, chosen = _select(model, fit[pick[:select_stats]].to(acc.device), synth, select=select, fixed=fixed,
+                                 log=log)
+    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
+                                     n_anomalies=int(synth.labels.sum()))
+    for k, v in candidates[chosen]["settings"].items():
+        setattr(cfg, k, v)
+    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
     model.fit_map_stats(fit[pick].to(acc.device))
+    model.fit_ablation_stats(fit[pick].to(acc.device))
     per_file = []
     for v in val:
         s = torch.cat([model.detect(v[i : i + 16]).scores.cpu() for i in range(0, len(v), 16)])
@@ -100,6 +196,7 @@ def train_recon(
         "train_seconds": round(summary["seconds"], 1),
         "calibrate_seconds": round(time.perf_counter() - t1, 1),
         "final_loss": summary["final_loss"],
+        "history": summary["history"],
         **{k: v for k, v in settings.to_dict().items() if k != "device"},
         "device": str(acc.device),
     }

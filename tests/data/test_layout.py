@@ -244,3 +244,38 @@ def test_builders_refuse_the_repository(tmp_path: Path):
     with pytest.raises(DatasetError, match="inside"):
         refuse_inside_repo(repo_root() / "data" / "x")
     assert refuse_inside_repo(tmp_path / "x") == (tmp_path / "x").resolve()
+
+
+def test_jpeg_non_square_sets_without_masks_load_and_evaluate(tmp_path):
+    """A ball-screw-like set: JPEG, non-square, masks for some kinds only; a screw-like set: no masks."""
+    import torch
+
+    from decodemo.inputs import image_tensor
+
+    rng = np.random.default_rng(0)
+
+    def jpg(path: Path, h=46, w=113) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path, quality=90)
+        return path
+
+    for i in range(3):
+        jpg(tmp_path / "train" / "good" / f"{i:03d}.jpg")
+        jpg(tmp_path / "test" / "good" / f"{i:03d}.jpg")
+        jpg(tmp_path / "test" / "pitting" / f"p{i}.jpg")
+        jpg(tmp_path / "test" / "scratch" / f"s{i}.JPG")
+    _mask(tmp_path / "ground_truth" / "pitting" / "p0_mask.png", (10, 20, 30, 60), size=(46, 113))
+    layout = scan_layout(tmp_path, require_test=True)
+    assert layout.modality == "image" and layout.kinds == ["pitting", "scratch"] and layout.has_masks
+    masked = [s for s in layout.test if s.mask_path is not None]
+    assert [s.name for s in masked] == ["p0.jpg"]
+    # a mask is read at the model's input size; a defect without a mask file has an empty one
+    assert load_mask(masked[0], (64, 64)).any()
+    assert not load_mask(next(s for s in layout.test if s.name == "p1.jpg"), (64, 64)).any()
+    x = image_tensor(layout.test[0].path, 64)
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+    # without ground_truth/: image-level metrics only
+    import shutil
+
+    shutil.rmtree(tmp_path / "ground_truth")
+    assert not scan_layout(tmp_path).has_masks

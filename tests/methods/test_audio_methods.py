@@ -43,16 +43,18 @@ def _train(method: str, layout, out):
         from decodemo.training.invad import train_invad
 
         # a click is a frame or two wide: a 16 x 16 feature grid keeps it visible
-        cfg = InvADConfig(image_size=128, grid=16, block_out_channels=[32, 64], norm_num_groups=8)
+        cfg = InvADConfig(image_size=128, grid=16, block_out_channels=[32, 64], norm_num_groups=8,
+                          feature_norm="position")
         return train_invad(layout, out, TrainSettings(steps=200, batch_size=16, lr=1e-3, warmup_steps=10, device="cpu"),
-                           config=cfg, val_fraction=0.2, calibrate_steps=(3,), log=quiet)[0]
+                           config=cfg, val_fraction=0.2, calibrate_steps=(3,), select="none", log=quiet)[0]
     if method == "recon":
         from decodemo.methods.recon.config import ReconConfig
         from decodemo.training.recon import train_recon
 
-        cfg = ReconConfig(image_size=64, block_out_channels=[16, 32, 32], norm_num_groups=8, feature_size=128)
+        cfg = ReconConfig(image_size=64, block_out_channels=[16, 32, 32], norm_num_groups=8, feature_size=128,
+                          map_norm="row")
         return train_recon(layout, out, TrainSettings(steps=120, batch_size=8, lr=2e-3, warmup_steps=10, device="cpu"),
-                           config=cfg, val_fraction=0.2, log=quiet)[0]
+                           config=cfg, val_fraction=0.2, select="none", log=quiet)[0]
     from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
     from decodemo.training.decodiff import train_decodiff, train_vae
 
@@ -63,7 +65,7 @@ def _train(method: str, layout, out):
     cfg = DeCoDiffConfig(block_out_channels=[32, 64], attention_levels=[1], norm_num_groups=8, dropout=0.1)
     return train_decodiff({"hum": layout}, vae, out, TrainSettings(steps=120, batch_size=16, lr=1e-3, warmup_steps=10,
                                                                    device="cpu"),
-                          config=cfg, val_fraction=0.2, log=quiet)[0]
+                          config=cfg, val_fraction=0.2, select="none", log=quiet)[0]
 
 
 @pytest.mark.parametrize("method", ["invad", "recon", "decodiff"])

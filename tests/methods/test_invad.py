@@ -76,8 +76,9 @@ def tiny_model(tmp_path_factory):
     write_synthetic_layout(root / "data", modality="image", n_train=24, n_test_good=8, n_test_per_kind=4, size=128, seed=1)
     layout = scan_layout(root / "data")
     settings = TrainSettings(steps=150, batch_size=16, lr=1e-3, warmup_steps=10, checkpoint_every=100, device="cpu")
-    model, summary = train_invad(layout, root / "model", settings, config=_tiny_config(category="tex"),
-                                 val_fraction=0.2, calibrate_steps=(1, 3), log=lambda *_: None)
+    model, summary = train_invad(layout, root / "model", settings,
+                                 config=_tiny_config(category="tex", feature_norm="position"),
+                                 val_fraction=0.2, calibrate_steps=(1, 3), select="none", log=lambda *_: None)
     return model, layout, root / "model", summary
 
 
@@ -180,7 +181,7 @@ def test_trains_and_detects_on_gpu_with_mixed_precision(tmp_path):
     layout = scan_layout(tmp_path / "data")
     settings = TrainSettings(steps=20, batch_size=8, lr=1e-3, warmup_steps=2, device="cuda", mixed_precision="auto")
     model, summary = train_invad(layout, tmp_path / "model", settings, config=_tiny_config(), calibrate_steps=(3,),
-                                 log=lambda *_: None)
+                                 select="none", log=lambda *_: None)
     assert math.isfinite(summary["final_loss"])
     assert next(model.unet.parameters()).is_cuda
     res = model.detect(torch.rand(2, 3, 128, 128, device="cuda"))

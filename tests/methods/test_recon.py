@@ -66,8 +66,8 @@ def tiny(tmp_path_factory):
     write_synthetic_layout(root / "data", modality="image", n_train=24, n_test_good=8, n_test_per_kind=4, size=64, seed=3)
     layout = scan_layout(root / "data")
     settings = TrainSettings(steps=200, batch_size=8, lr=2e-3, warmup_steps=10, checkpoint_every=100, device="cpu")
-    model, summary = train_recon(layout, root / "model", settings, config=ReconConfig(**TINY), val_fraction=0.2,
-                                 log=lambda *_: None)
+    model, summary = train_recon(layout, root / "model", settings, config=ReconConfig(**TINY, map_norm="position"),
+                                 val_fraction=0.2, select="none", log=lambda *_: None)
     return model, layout, root / "model", summary
 
 

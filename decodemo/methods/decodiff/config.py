@@ -88,6 +88,9 @@ class DeCoDiffConfig:
     clip_reduce: str = "max"  # audio: clip score from window scores
     threshold: dict[str, float] = field(default_factory=dict)  # per category
     threshold_provenance: str | None = None
+    #: How the settings were chosen: the candidates' validation figures (synthetic anomalies made
+    #: from held-out normal training files) and the rule; empty for models trained before selection.
+    selection: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     #: dtype of the UNet weights in model.safetensors ("float16" halves the file; they are
     #: computed in float32 either way). The VAE is always stored in float32.

@@ -249,6 +249,29 @@ class DeCoDiff(nn.Module):
                     **{f"map_{how}": m for how, m in fused.items() if how != cfg.fusion}},
         )
 
+    @torch.no_grad()
+    def detect_ablation(self, images: torch.Tensor, *, category: str | int | None = None) -> DetectionResult:
+        """The no-diffusion counterpart through the same code path: the VAE round trip alone (no
+        correction steps). The map is the pixel map of the autoencoder's reconstruction error,
+        ``decode(encode(x))`` against ``x``, with the same clip and blur; score = its max."""
+        cfg = self.config
+        self.category_index(category)  # the same checks as detect
+        images = images.to(self.alphas_cumprod.device, torch.float32)
+        size = tuple(images.shape[-2:])
+        dec_in = self.vae.decode(self.vae.encode(images))
+        if tuple(dec_in.shape[-2:]) != size:
+            dec_in = F.interpolate(dec_in, size=size, mode="bilinear", align_corners=False)
+        target = self.vae._channels(images)
+        pm = pixel_map(dec_in, target, clip=cfg.pixel_clip, sigma_at_256=cfg.pixel_sigma_at_256)
+        if dec_in.shape[1] == 1:
+            dec_in = dec_in.expand(-1, 3, -1, -1)
+        scores = pm.flatten(1).amax(1)
+        return DetectionResult(scores=scores, maps=pm, nfe=0, variants={"vae_only": scores}, reconstruction=dec_in)
+
+    @property
+    def has_ablation(self) -> bool:
+        return True
+
     # ---------------------------------------------------------------- folders
     def save_pretrained(self, folder: str | Path) -> Path:
         """``config.json`` (with the VAE's config) + ``model.safetensors`` (UNet and VAE weights;

@@ -16,7 +16,7 @@ class InvADConfig:
 
     Inputs are resized to ``image_size``; features of EfficientNet-Lite0 blocks
     ``feature_blocks`` are resized to ``grid x grid`` and standardised with the normal
-    training features (per channel and position by default, ``feature_norm``). A ``UNet2DModel`` (``block_out_channels``, self-attention at
+    training features (per channel by default, or per channel and position: ``feature_norm``). A ``UNet2DModel`` (``block_out_channels``, self-attention at
     the lowest level) learns to predict the noise on them (T = ``num_train_timesteps``,
     linear betas). At test time ``inversion_steps`` DDIM steps map the features to z_T.
     """
@@ -29,9 +29,9 @@ class InvADConfig:
     backbone: str = "efficientnet-lite0"
     feature_blocks: list[int] = field(default_factory=lambda: list(DEFAULT_BLOCKS))
     grid: int = 16
-    # "position": standardise each channel at each of the grid x grid positions with the
-    # normal training features (default); "channel": one mean/std per channel (the paper).
-    feature_norm: str = "position"
+    # "channel": one mean/std per channel (the paper, the default); "position": each channel at
+    # each of the grid x grid positions (fits aligned objects only; a candidate of --select auto).
+    feature_norm: str = "channel"
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128])
     layers_per_block: int = 1
     norm_num_groups: int = 32
@@ -52,6 +52,9 @@ class InvADConfig:
     storage_dtype: str = "float32"
     threshold: float | None = None
     threshold_provenance: str | None = None
+    #: How the settings were chosen: the candidates' validation figures (synthetic anomalies made
+    #: from held-out normal training files) and the rule; empty for models trained before selection.
+    selection: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
     @property

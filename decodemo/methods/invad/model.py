@@ -136,7 +136,11 @@ class InvAD(nn.Module):
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
     def invert(self, x0: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        steps = steps or self.config.inversion_steps
+        """S DDIM inversion steps from the standardised features ``x0``; ``steps=0`` returns
+        ``x0`` itself (the no-diffusion ablation: the features scored directly)."""
+        steps = self.config.inversion_steps if steps is None else steps
+        if steps == 0:
+            return x0.float()
         ts = inversion_timesteps(self.config.num_train_timesteps, steps)
         return ddim_invert(lambda x, t: self.unet(x.to(self._dtype), t).sample, x0, self.alphas_cumprod, ts)
 
@@ -180,8 +184,10 @@ class InvAD(nn.Module):
         return {"nll": nll_z, "diff": diff_z, "nll+diff": nll_z + diff_z}
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor, *, steps: int | None = None) -> DetectionResult:
-        steps = steps or self.config.inversion_steps
+    def detect(self, images: torch.Tensor, *, category: str | None = None, steps: int | None = None) -> DetectionResult:
+        """Score ``images``; ``category`` is accepted for the shared contract (one model, one
+        category). ``steps`` overrides S; ``steps=0`` is the no-diffusion ablation."""
+        steps = self.config.inversion_steps if steps is None else steps
         images = images.to(self.alphas_cumprod.device, torch.float32)
         x0 = self.encode(images)
         nll, diff, z = self.raw_scores(x0, steps)
@@ -197,6 +203,16 @@ class InvAD(nn.Module):
             variants=variants,
             extras={"latent_norm": latent},
         )
+
+    @torch.no_grad()
+    def detect_ablation(self, images: torch.Tensor, *, category: str | None = None) -> DetectionResult:
+        """The no-diffusion counterpart through the same code path: S = 0, the standardised
+        features are scored (NLL + Diff, norm map) without any network call."""
+        return self.detect(images, category=category, steps=0)
+
+    @property
+    def has_ablation(self) -> bool:
+        return "0" in self.config.normal_stats
 
     # ---------------------------------------------------------------- folders
     def save_pretrained(self, folder: str | Path) -> Path:

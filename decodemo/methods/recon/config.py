@@ -38,12 +38,13 @@ class ReconConfig:
     t0: int = 300
     reverse_steps: int = 5
     noise_seed: int = 0  # the partial noising is seeded, so a score is reproducible
+    n_draws: int = 1  # reconstructions from n_draws seeded noise draws (seeds noise_seed + k) are averaged
     error_scales: list[int] = field(default_factory=lambda: [1, 2, 4])
     feature_blocks: list[int] = field(default_factory=lambda: [2, 4, 10])  # EfficientNet-Lite0, strides 4/8/16
     feature_size: int = 256  # input side for the semantic features
     error_weight: float = 1.0
     semantic_weight: float = 1.0
-    map_norm: str = "position"  # standardise maps per "position" (images), per frequency "row" (audio) or "global"
+    map_norm: str = "global"  # standardise maps with one mean/std ("global"), per "position" or per frequency "row"
     map_blur_sigma_at_256: float = 4.0
     score_reduce: str = "max"  # image score from the smoothed map: "max" or "top1" (mean of the top 1 %)
     score: str = "combined"
@@ -54,6 +55,9 @@ class ReconConfig:
     storage_dtype: str = "float32"
     threshold: float | None = None
     threshold_provenance: str | None = None
+    #: How the settings were chosen: the candidates' validation figures (synthetic anomalies made
+    #: from held-out normal training files) and the rule; empty for models trained before selection.
+    selection: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
     @property

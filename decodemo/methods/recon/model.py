@@ -43,7 +43,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from decodemo.errors import InputError, ModelError
-from decodemo.features.efficientnet import EfficientNetLite0Features
+from decodemo.features.efficientnet import LITE0_BLOCK_CHANNELS, LITE0_BLOCK_STRIDES, EfficientNetLite0Features
 from decodemo.maps import gaussian_blur, upsample
 from decodemo.methods.unet import unet2d
 from decodemo.methods.base import (
@@ -126,9 +126,17 @@ class Recon(nn.Module):
         self.register_buffer("wav_mean", torch.zeros(c, 1, 1))
         self.register_buffer("wav_std", torch.ones(c, 1, 1))
         stat_shape = {"position": (s, s), "row": (s, 1), "global": (1, 1)}[config.map_norm]
-        for name in ("err", "sem"):
+        for name in ("err", "sem", "abl_err", "abl_sem"):
             self.register_buffer(f"{name}_mean", torch.zeros(stat_shape))
             self.register_buffer(f"{name}_std", torch.ones(stat_shape))
+        # The no-diffusion ablation compares an input with the per-position mean of the normal
+        # training inputs (image and features) instead of with a reconstruction.
+        self.register_buffer("mean_image", torch.zeros(config.in_channels, s, s))
+        fs = config.feature_size
+        for k, b in enumerate(config.feature_blocks):
+            side = -(-fs // LITE0_BLOCK_STRIDES[b])
+            self.register_buffer(f"mean_feat_{k}", torch.zeros(LITE0_BLOCK_CHANNELS[b], side, side))
+        self.has_ablation = False
 
     # ---------------------------------------------------------------- representation
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -172,25 +180,32 @@ class Recon(nn.Module):
     # ---------------------------------------------------------------- inference
     @property
     def nfe(self) -> int:
-        return self.config.reverse_steps
+        """Network calls per input: ``reverse_steps`` per noise draw."""
+        return self.config.reverse_steps * self.config.n_draws
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, C, S, S)`` in [0, 1] -> (reconstruction x_hat, w, w_hat)."""
         cfg = self.config
         w = self.to_wavelet(x)
-        g = torch.Generator(device="cpu").manual_seed(cfg.noise_seed)
-        noise = torch.randn(w.shape[1:], generator=g).to(w.device).expand_as(w)  # same noise for every input
         ab = self.alphas_cumprod[cfg.t0]
-        w_t = ab.sqrt() * w + (1 - ab).sqrt() * noise
         dtype = next(self.unet.parameters()).dtype
-        w_hat = ddim_reconstruct(lambda a, t: self.unet(a.to(dtype), t).sample, w_t, self.alphas_cumprod,
-                                 reverse_timesteps(cfg.t0, cfg.reverse_steps))
+        timesteps = reverse_timesteps(cfg.t0, cfg.reverse_steps)
+        w_hat = torch.zeros_like(w)
+        for k in range(cfg.n_draws):  # average the reconstructions of n_draws seeded noise draws
+            g = torch.Generator(device="cpu").manual_seed(cfg.noise_seed + k)
+            noise = torch.randn(w.shape[1:], generator=g).to(w.device).expand_as(w)  # same noise for every input
+            w_t = ab.sqrt() * w + (1 - ab).sqrt() * noise
+            w_hat += ddim_reconstruct(lambda a, t: self.unet(a.to(dtype), t).sample, w_t, self.alphas_cumprod,
+                                      timesteps)
+        w_hat /= cfg.n_draws
         return self.from_wavelet(w_hat), w, w_hat
 
     @torch.no_grad()
-    def raw_maps(self, x: torch.Tensor, x_hat: torch.Tensor, w: torch.Tensor, w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unstandardised (error map, semantic map), each ``(B, S, S)``."""
+    def raw_maps(self, x: torch.Tensor, x_hat: torch.Tensor, w: torch.Tensor, w_hat: torch.Tensor,
+                 feats_hat: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unstandardised (error map, semantic map), each ``(B, S, S)``. ``feats_hat`` replaces the
+        features of ``x_hat`` (the ablation's mean normal features)."""
         cfg = self.config
         size = tuple(x.shape[-2:])
         errs = []
@@ -202,12 +217,26 @@ class Recon(nn.Module):
         dw = dw.view(dw.shape[0], -1, 4, *dw.shape[-2:]).mean(1)  # (B, 4 sub-bands, S/2, S/2)
         errs.extend(upsample(dw[:, k], size) for k in range(4))
         err = torch.stack(errs).mean(0)
-        fs = cfg.feature_size
-        to3 = (lambda t: t.expand(-1, 3, -1, -1)) if x.shape[1] == 1 else (lambda t: t)
-        fx = self.features(to3(F.interpolate(x, size=(fs, fs), mode="bilinear", align_corners=False)))
-        fr = self.features(to3(F.interpolate(x_hat, size=(fs, fs), mode="bilinear", align_corners=False)))
+        fx = self._feats(x)
+        fr = feats_hat if feats_hat is not None else self._feats(x_hat)
         sem = torch.stack([upsample(_cosine_distance_map(a, b), size) for a, b in zip(fx, fr)]).mean(0)
         return err, sem
+
+    @torch.no_grad()
+    def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """EfficientNet-Lite0 features of ``(B, C, S, S)`` inputs at ``feature_size`` (grey -> RGB)."""
+        fs = self.config.feature_size
+        x = F.interpolate(x, size=(fs, fs), mode="bilinear", align_corners=False)
+        return self.features(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+
+    @staticmethod
+    def _set_stats(mean_buf: torch.Tensor, std_buf: torch.Tensor, maps: torch.Tensor, map_norm: str) -> None:
+        dims = {"position": (0,), "row": (0, 2), "global": (0, 1, 2)}[map_norm]
+        mean = maps.mean(dim=dims, keepdim=True)[0]
+        std = maps.std(dim=dims, keepdim=True)[0] if len(maps) > 1 else torch.ones_like(mean)
+        std = torch.maximum(std, 0.1 * maps.std().clamp_min(1e-8))
+        mean_buf.copy_(mean.expand_as(mean_buf))
+        std_buf.copy_(std.expand_as(std_buf))
 
     @torch.no_grad()
     def fit_map_stats(self, images: torch.Tensor, batch: int = 16) -> None:
@@ -220,13 +249,57 @@ class Recon(nn.Module):
             e, s = self.raw_maps(x, x_hat, w, w_hat)
             errs.append(e.cpu())
             sems.append(s.cpu())
-        dims = {"position": (0,), "row": (0, 2), "global": (0, 1, 2)}[self.config.map_norm]
         for name, maps in (("err", torch.cat(errs)), ("sem", torch.cat(sems))):
-            mean = maps.mean(dim=dims, keepdim=True)[0]
-            std = maps.std(dim=dims, keepdim=True)[0] if len(maps) > 1 else torch.ones_like(mean)
-            std = torch.maximum(std, 0.1 * maps.std().clamp_min(1e-8))
-            getattr(self, f"{name}_mean").copy_(mean.expand_as(getattr(self, f"{name}_mean")))
-            getattr(self, f"{name}_std").copy_(std.expand_as(getattr(self, f"{name}_std")))
+            self._set_stats(getattr(self, f"{name}_mean"), getattr(self, f"{name}_std"), maps, self.config.map_norm)
+
+    # ---------------------------------------------------------------- the no-diffusion ablation
+    def _ablation_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """The mean normal input in place of a reconstruction: (x_hat, w_hat, features of x_hat)."""
+        b = x.shape[0]
+        x_hat = self.mean_image.unsqueeze(0).expand(b, -1, -1, -1)
+        feats = [getattr(self, f"mean_feat_{k}").unsqueeze(0).expand(b, -1, -1, -1)
+                 for k in range(len(self.config.feature_blocks))]
+        return x_hat, self.to_wavelet(x_hat), feats
+
+    @torch.no_grad()
+    def fit_ablation_stats(self, images: torch.Tensor, batch: int = 16) -> None:
+        """The no-diffusion ablation's statistics from NORMAL training inputs: the per-position
+        mean image and mean features, then mean/std of the error and semantic maps against them."""
+        xs, feats = [], None
+        for i in range(0, len(images), batch):
+            x = self._prepare(images[i : i + batch])
+            xs.append(x.sum(0))
+            f = [t.sum(0) for t in self._feats(x)]
+            feats = f if feats is None else [a + b for a, b in zip(feats, f)]
+        n = len(images)
+        self.mean_image.copy_(torch.stack(xs).sum(0) / n)
+        for k, f in enumerate(feats):
+            getattr(self, f"mean_feat_{k}").copy_(f / n)
+        errs, sems = [], []
+        for i in range(0, len(images), batch):
+            x = self._prepare(images[i : i + batch])
+            e, s = self._ablation_raw(x)
+            errs.append(e.cpu())
+            sems.append(s.cpu())
+        for name, maps in (("abl_err", torch.cat(errs)), ("abl_sem", torch.cat(sems))):
+            self._set_stats(getattr(self, f"{name}_mean"), getattr(self, f"{name}_std"), maps, self.config.map_norm)
+        self.has_ablation = True
+
+    def _ablation_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_hat, w_hat, feats = self._ablation_reference(x)
+        return self.raw_maps(x, x_hat, self.to_wavelet(x), w_hat, feats_hat=feats)
+
+    @torch.no_grad()
+    def detect_ablation(self, images: torch.Tensor, *, category: str | None = None) -> DetectionResult:
+        """The no-diffusion counterpart through the same code path: the maps compare the input
+        with the per-position mean of the normal training inputs (image and features) instead of
+        the diffusion reconstruction; same standardisation (its own normal statistics), blur and score."""
+        if not self.has_ablation:
+            raise ModelError("This recon model has no statistics for the no-diffusion ablation; run "
+                             "`python -m decodemo calibrate --model DIR --data DIR` on its training data.")
+        x = self._prepare(images)
+        err, sem = self._ablation_raw(x)
+        return self._result(images, x, err, sem, prefix="abl_", x_hat=self._ablation_reference(x)[0], nfe=0)
 
     def _score(self, maps: torch.Tensor) -> torch.Tensor:
         flat = maps.flatten(1)
@@ -236,13 +309,18 @@ class Recon(nn.Module):
         return flat.amax(1)
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor) -> DetectionResult:
-        cfg = self.config
+    def detect(self, images: torch.Tensor, *, category: str | None = None) -> DetectionResult:
+        """Score ``images``; ``category`` is accepted for the shared contract (one model, one category)."""
         x = self._prepare(images)
         x_hat, w, w_hat = self.reconstruct(x)
         err, sem = self.raw_maps(x, x_hat, w, w_hat)
-        z_err = (err - self.err_mean) / self.err_std
-        z_sem = (sem - self.sem_mean) / self.sem_std
+        return self._result(images, x, err, sem, prefix="", x_hat=x_hat, nfe=self.nfe)
+
+    def _result(self, images: torch.Tensor, x: torch.Tensor, err: torch.Tensor, sem: torch.Tensor, *,
+                prefix: str, x_hat: torch.Tensor, nfe: int) -> DetectionResult:
+        cfg = self.config
+        z_err = (err - getattr(self, f"{prefix}err_mean")) / getattr(self, f"{prefix}err_std")
+        z_sem = (sem - getattr(self, f"{prefix}sem_mean")) / getattr(self, f"{prefix}sem_std")
         sigma = cfg.map_blur_sigma_at_256 * cfg.image_size / 256
         maps = {
             "error": gaussian_blur(z_err, sigma),
@@ -257,7 +335,7 @@ class Recon(nn.Module):
         return DetectionResult(
             scores=variants[cfg.score],
             maps=maps[cfg.score],
-            nfe=cfg.reverse_steps,
+            nfe=nfe,
             variants=variants,
             reconstruction=rec,
             extras={"error_map": err, "semantic_map": sem,
@@ -268,12 +346,18 @@ class Recon(nn.Module):
     def _stat_names(self) -> list[str]:
         return ["wav_mean", "wav_std", "err_mean", "err_std", "sem_mean", "sem_std"]
 
+    def _ablation_names(self) -> list[str]:
+        return (["abl_err_mean", "abl_err_std", "abl_sem_mean", "abl_sem_std", "mean_image"]
+                + [f"mean_feat_{k}" for k in range(len(self.config.feature_blocks))])
+
     def save_pretrained(self, folder: str | Path) -> Path:
         """``config.json`` + ``model.safetensors`` (UNet and normal statistics; the frozen
         EfficientNet-Lite0 comes from its pip wheel)."""
         unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
         tensors = {f"unet.{k}": v for k, v in unet.items()}
         tensors.update({k: getattr(self, k) for k in self._stat_names()})
+        if self.has_ablation:
+            tensors.update({k: getattr(self, k) for k in self._ablation_names()})
         return write_folder(folder, self.config.to_dict(), tensors)
 
     @classmethod
@@ -287,6 +371,10 @@ class Recon(nn.Module):
             model.unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")}, strict=True)
             for k in model._stat_names():
                 getattr(model, k).copy_(tensors[k])
+            if all(k in tensors for k in model._ablation_names()):  # older folders lack the ablation
+                for k in model._ablation_names():
+                    getattr(model, k).copy_(tensors[k])
+                model.has_ablation = True
         except (RuntimeError, KeyError) as exc:
             raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
         return model.to(map_location).eval()

@@ -1,0 +1,152 @@
+"""Validation without test data, and the rule that selects a method's settings on it.
+
+Every trainer splits ``train/good`` into fit and validation normals (:func:`split_normal`). The
+validation normals are turned into a **synthetic validation set** (:mod:`decodemo.data.anomalies`):
+the normals themselves plus seeded synthetic anomalies with exact masks (cut-and-paste patches
+and scars, Perlin-noise texture blends, local blur / colour / warp for images; clicks, tone
+bursts, band-limited noise and dropouts drawn on the spectrogram for audio). ``--validate-every``
+reports image AUROC, pixel AUROC and AUPRO on that set, and ``--select auto`` compares each
+method's candidate settings on it. Nothing under ``test/`` is ever read by training.
+
+The selection rule (:data:`SELECTION_RULE`): a candidate's validation score is the mean of its
+image AUROC and pixel AUROC on the synthetic set. Candidates are listed with the paper's
+setting first, and another candidate replaces it only when it beats it by more than
+:data:`SELECTION_MARGIN`, so a noisy validation set does not move a setting away from the paper
+by chance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from decodemo.data.anomalies import SyntheticSet, make_validation_set
+from decodemo.metrics import image_metrics, pixel_metrics
+
+__all__ = [
+    "SELECTION_MARGIN",
+    "SELECTION_RULE",
+    "build_validation_set",
+    "validation_figures",
+    "selection_score",
+    "choose",
+    "Candidate",
+]
+
+SELECTION_MARGIN = 0.005
+SELECTION_RULE = (
+    "validation score = mean of image AUROC and pixel AUROC on the synthetic validation set (seeded "
+    "synthetic anomalies made from held-out normal training files; no test data); the paper's "
+    f"setting is kept unless another candidate beats it by more than {SELECTION_MARGIN}"
+)
+
+
+def build_validation_set(val_files: Sequence[torch.Tensor], *, modality: str, seed: int = 0,
+                         max_normals: int = 40, per_kind: int | None = None) -> SyntheticSet:
+    """The synthetic validation set of held-out normal files (one tensor per file: ``(1, 3, S, S)``
+    for an image, ``(W, 3, S, S)`` windows for a clip). At most ``max_normals`` normal inputs
+    (seeded pick) are used; each anomaly kind gets ``per_kind`` inputs (default: as many as the
+    normals, capped at 20)."""
+    normals = torch.cat(list(val_files)) if val_files else torch.empty(0)
+    if len(normals) < 2:
+        raise ValueError("A synthetic validation set needs at least 2 held-out normal inputs.")
+    if len(normals) > max_normals:
+        pick = torch.randperm(len(normals), generator=torch.Generator().manual_seed(seed))[:max_normals]
+        normals = normals[pick.sort().values]
+    per_kind = per_kind or min(20, len(normals))
+    return make_validation_set(normals.float(), modality=modality, seed=seed, per_kind=per_kind)
+
+
+@torch.no_grad()
+def validation_figures(detector, synth: SyntheticSet, *, batch_size: int = 16, detect: Callable | None = None,
+                       **kwargs) -> dict[str, dict[str, float]]:
+    """Image AUROC, pixel AUROC and AUPRO of every score variant of ``detector`` on ``synth``.
+
+    ``detect`` replaces ``detector.detect`` (e.g. an ablation). Variant maps come from
+    ``extras["map_<variant>"]`` when the detector gives them, else the main map is used.
+    """
+    detect = detect or detector.detect
+    device = _device_of(detector)
+    scores: dict[str, list[torch.Tensor]] = {}
+    maps: dict[str, list[torch.Tensor]] = {}
+    for i in tqdm(range(0, len(synth.images), batch_size), desc="validation", leave=False, dynamic_ncols=True):
+        res = detect(synth.images[i : i + batch_size].to(device), **kwargs)
+        main = _main_variant(detector, res.variants)
+        for name, v in res.variants.items():
+            scores.setdefault(name, []).append(v.float().cpu())
+            m = res.maps if name == main else res.extras.get(f"map_{name}", res.maps)
+            maps.setdefault(name, []).append(m.float().cpu())
+    labels = synth.labels
+    out: dict[str, dict[str, float]] = {}
+    for name in scores:
+        s = torch.cat(scores[name]).numpy().astype(np.float64)
+        m = torch.cat(maps[name])
+        masks = synth.masks
+        if tuple(m.shape[-2:]) != tuple(masks.shape[-2:]):
+            masks = torch.nn.functional.interpolate(masks[:, None].float(), size=tuple(m.shape[-2:]),
+                                                    mode="nearest")[:, 0] > 0.5
+        fig = image_metrics(labels, s)
+        pix = pixel_metrics(masks.numpy(), m.numpy())
+        out[name] = {"image_auroc": fig["image_auroc"], "pixel_auroc": pix["pixel_auroc"], "aupro": pix["aupro"]}
+    return out
+
+
+def _device_of(detector) -> torch.device:
+    if hasattr(detector, "parameters"):
+        for t in detector.parameters():
+            return t.device
+        for t in detector.buffers():
+            return t.device
+    return torch.device("cpu")
+
+
+def _main_variant(detector, variants: dict[str, torch.Tensor]) -> str:
+    score = getattr(detector.config, "score", None)
+    return score if score in variants else next(iter(variants))
+
+
+def selection_score(figures: dict[str, float]) -> float:
+    """The selection rule's score of one candidate: mean of image AUROC and pixel AUROC (the
+    image AUROC alone when there is no pixel figure)."""
+    vals = [figures[k] for k in ("image_auroc", "pixel_auroc") if k in figures and not math.isnan(figures[k])]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+class Candidate(dict):
+    """One candidate setting: ``{"settings": {...}, "validation": {image_auroc, pixel_auroc, aupro},
+    "score": selection score, "paper": bool}`` (a plain dict, so it goes into config.json as is)."""
+
+    @classmethod
+    def make(cls, settings: dict[str, Any], figures: dict[str, float], *, paper: bool = False) -> "Candidate":
+        return cls(settings=dict(settings), validation={k: round(float(v), 4) for k, v in figures.items()},
+                   score=round(selection_score(figures), 4), paper=paper)
+
+
+def choose(candidates: Sequence[dict], *, margin: float = SELECTION_MARGIN) -> int:
+    """Index of the selected candidate. ``candidates[0]`` is the paper's setting: it is kept
+    unless the best other candidate's score exceeds it by more than ``margin``; among the
+    others the highest score wins (the earliest on a tie)."""
+    if not candidates:
+        raise ValueError("No candidates to choose from.")
+    scores = [c["score"] if not math.isnan(c["score"]) else -math.inf for c in candidates]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    return best if scores[best] > scores[0] + margin else 0
+
+
+def selection_record(candidates: Sequence[dict], chosen: int, *, mode: str, n_normals: int,
+                     n_anomalies: int) -> dict[str, Any]:
+    """What goes into a model's ``config.json`` (``selection``) and model card."""
+    return {
+        "mode": mode,
+        "rule": SELECTION_RULE,
+        "validation_set": {"normal_inputs": int(n_normals), "synthetic_anomalies": int(n_anomalies),
+                           "source": "held-out normal training files and synthetic anomalies made from them"},
+        "candidates": [dict(c) for c in candidates],
+        "chosen": int(chosen),
+        "chosen_settings": dict(candidates[chosen]["settings"]),
+    }
