@@ -44,6 +44,7 @@ METHOD_TITLES = {
     "decodiff": "DeCo-Diff",
     "recon": "Diffusion reconstruction",
     "invad": "Latent likelihood (InvAD)",
+    "baseline": "Nearest-neighbour reference (not diffusion)",
 }
 DOMAIN_TITLES = {
     "bottle": "Bottle (MVTec AD)",
@@ -125,6 +126,9 @@ class Comparison:
     frame_times: np.ndarray | None = None  # audio: seconds per spectrogram column
     band_hz: np.ndarray | None = None  # audio: centre frequency per spectrogram row
     path: str = ""
+    #: the domain's nearest-neighbour ``baseline``, when it has one: shown as a reference only,
+    #: never one of ``outcomes`` and never counted in the verdict
+    reference: MethodOutcome | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -182,6 +186,12 @@ class Comparison:
             "sha256": self.sha256, "input_shape": list(self.size), "seconds": round(self.seconds, 3),
             "methods": methods, "summary": self.summary(),
         }
+        if self.reference is not None:
+            r = self.reference
+            res["reference"] = {"method": r.method, "title": METHOD_TITLES.get(r.method, r.method), "model": r.model,
+                                "score": r.score, "threshold": r.threshold, "decision": r.decision,
+                                "percentile": r.percentile, "latency_ms": round(r.latency_ms, 1),
+                                "counts_in_verdict": False}
         if self.modality == "audio":
             res["sample_rate"] = self.sample_rate
             res["duration_s"] = round(len(self.waveform) / self.sample_rate, 3) if self.waveform is not None else None
@@ -260,6 +270,11 @@ class Service:
             raise DecodemoError(f"Unknown domain {domain!r}; the registry has: {', '.join(self.domains())}.")
         return {m: names[m] for m in METHOD_ORDER if m in names}
 
+    def reference_model(self, domain: str) -> str | None:
+        """The registry name of ``domain``'s nearest-neighbour ``baseline``, if it has one."""
+        return next((n for n, e in self.registry.entries.items() if e.domain == domain and e.method == "baseline"),
+                    None)
+
     def default_domain(self, modality: str) -> str:
         doms = self.domains(modality)
         if not doms:
@@ -336,10 +351,19 @@ class Service:
             else:
                 outcome = self._run_audio(model, reg_name, method, clip_audio, inp.shape, thr)
             outcomes.append(outcome)
+        reference = None
+        ref_name = self.reference_model(domain)
+        if ref_name is not None:  # the nearest-neighbour reference: shown, never voted
+            report(0.97, "nearest-neighbour reference")
+            model = self.registry.get(ref_name)
+            thr = self.threshold(ref_name)
+            reference = (self._run_image(model, ref_name, "baseline", img, inp.shape[:2], thr) if modality == "image"
+                         else self._run_audio(model, ref_name, "baseline", clip_audio, inp.shape, thr))
         report(1.0, "done")
         comp = Comparison(
             id=uuid.uuid4().hex, modality=modality, domain=domain, name=name or path.name, sha256=_file_sha256(path),
-            input=inp, outcomes=outcomes, seconds=time.perf_counter() - t_start, path=str(path), **extra,
+            input=inp, outcomes=outcomes, seconds=time.perf_counter() - t_start, path=str(path), reference=reference,
+            **extra,
         )
         self._remember(comp)
         return comp

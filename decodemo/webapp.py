@@ -33,6 +33,7 @@ __all__ = ["build_app", "domain_choices", "launch_kwargs", "main"]
 CSS = """
 .verdict-anomalous {color: #b42318; font-weight: 700;}
 .verdict-normal {color: #067647; font-weight: 700;}
+.reference-row {color: #8c8c8c;}
 .method-col {min-width: 260px;}
 footer {visibility: hidden;}
 """
@@ -88,6 +89,13 @@ def _summary_md(comp: Comparison) -> str:
     for o in comp.outcomes:
         pct = "-" if o.percentile is None else f"{o.percentile:.0f}"
         table.append(f"| {METHOD_TITLES[o.method]} | {o.score:.4g} | {o.threshold:.4g} | {o.decision} | {pct} |")
+    r = comp.reference
+    if r is not None:  # grey, and not counted in the verdict
+        pct = "-" if r.percentile is None else f"{r.percentile:.0f}"
+        table.append(f"| <span class='reference-row'>{METHOD_TITLES['baseline']}: reference only, not counted</span> "
+                     f"| <span class='reference-row'>{r.score:.4g}</span> | <span class='reference-row'>{r.threshold:.4g}"
+                     f"</span> | <span class='reference-row'>{r.decision}</span> | "
+                     f"<span class='reference-row'>{pct}</span> |")
     return "\n\n".join(lines) + "\n\n" + "\n".join(table)
 
 

@@ -147,3 +147,19 @@ def test_compare_command(texture_files, tmp_path, capsys):
     assert "DeCo-Diff" in out and "verdict: anomalous" in out
     res = json.loads((tmp_path / "result.json").read_text())
     assert [m["method"] for m in res["methods"]] == list(METHOD_ORDER)
+
+
+def test_the_bottle_baseline_is_a_reference_row_not_a_vote(service, texture_files):
+    from decodemo.webapp import _summary_md
+
+    assert service.reference_model("bottle") == "bottle/baseline" and service.reference_model("texture") is None
+    comp = service.compare(texture_files["crack"][0], domain="bottle")
+    assert [o.method for o in comp.outcomes] == list(METHOD_ORDER)  # the three methods only
+    assert comp.summary()["n_methods"] == 3
+    ref = comp.reference
+    assert ref.method == "baseline" and ref.nfe == 0 and ref.map.shape == comp.size and np.isfinite(ref.score)
+    assert ref.decision == ("anomalous" if ref.score > ref.threshold else "normal")
+    res = comp.to_json()
+    assert res["reference"]["counts_in_verdict"] is False and res["summary"]["n_methods"] == 3
+    assert "reference only, not counted" in _summary_md(comp)
+    assert service.compare(texture_files["crack"][0], domain="texture").reference is None
