@@ -1,0 +1,74 @@
+"""The benchmark command: trains what is missing, evaluates every model with its ablation and the
+baseline on the same inputs, and writes the Markdown table, the JSON and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from decodemo import bench
+from decodemo.data.synthetic import write_synthetic_layout
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory, monkeypatch_module):
+    root = tmp_path_factory.mktemp("bench")
+    data = write_synthetic_layout(root / "tex", modality="image", n_train=10, n_test_good=3, n_test_per_kind=1,
+                                  size=64, seed=8)
+    # a preset small enough for a test: the real ones are "quick" and "full"
+    monkeypatch_module.setitem(bench.PRESETS, "test", {
+        "invad": {"steps": 3, "batch_size": 4}, "recon": {"steps": 2, "batch_size": 4},
+        "vae": {"steps": 2, "batch_size": 4}, "decodiff": {"steps": 2, "batch_size": 4},
+        "baseline": {"steps": 0, "batch_size": 1}})
+    return root, data
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_bench_trains_evaluates_and_reports(tiny_sets, monkeypatch):
+    root, data = tiny_sets
+    from decodemo.methods.baseline.config import BaselineConfig
+    from decodemo.methods.invad.config import InvADConfig
+
+    # tiny networks for the test; the command itself uses each method's default config
+    small = {"invad": lambda **kw: InvADConfig(**{**kw, "image_size": 64, "grid": 8, "block_out_channels": [16, 32],
+                                                  "norm_num_groups": 8}),
+             "baseline": lambda **kw: BaselineConfig(**{**kw, "image_size": 64, "grid": 8})}
+    monkeypatch.setattr("decodemo.methods.invad.config.InvADConfig", small["invad"])
+    monkeypatch.setattr("decodemo.methods.baseline.config.BaselineConfig", small["baseline"])
+    out = root / "report"
+    rc = bench.main(["--data", f"tex={data}", "--runs", str(root / "runs"), "--train", "--preset", "test",
+                     "--methods", "invad,baseline", "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    for method in ("invad", "baseline"):
+        assert (root / "runs" / "tex" / method / "config.json").is_file()
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"invad", "baseline"} and all(r["n_test"] == 6 for r in rows)
+    inv = by["invad"]
+    assert inv["selection"] and inv["ablation"]["auroc"] is not None
+    assert inv["gain"]["auroc"] == pytest.approx(inv["auroc"] - inv["ablation"]["auroc"])
+    assert "ablation" not in by["baseline"] and by["baseline"]["nfe"] == 0
+    md = (out / "bench.md").read_text()
+    assert "| tex | invad |" in md and "(reference)" in md
+    html = (out / "bench.html").read_text()
+    assert html.startswith("<!doctype html>") and "plotly" in html.lower() and "Diffusion gain" in html
+    assert '<script src="http' not in html and len(html) > 1_000_000  # self-contained: plotly's JavaScript inlined
+    # a second run finds the trained models and trains nothing
+    rc = bench.main(["--data", f"tex={data}", "--runs", str(root / "runs"), "--methods", "invad,baseline",
+                     "--repeats", "1"])
+    assert rc == 0
+
+
+def test_bench_refuses_unknown_methods_and_train_without_runs(tiny_sets):
+    _, data = tiny_sets
+    with pytest.raises(SystemExit, match="Unknown method"):
+        bench.main(["--data", f"tex={data}", "--methods", "nope"])
+    with pytest.raises(SystemExit, match="--runs"):
+        bench.main(["--data", f"tex={data}", "--train"])
