@@ -155,6 +155,8 @@ def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dic
             t0 = time.perf_counter()
             rep = evaluate(model, layout, batch_size=16, **kwargs)
             cfg = model.config
+            if method != "baseline" and not getattr(cfg, "selection", None):
+                source += ", settings not selected"  # trained before validation-based selection
             main = rep["overall"][rep["model"]["score"]]
             row: dict[str, Any] = {
                 "data": name, "method": method, "model": str(path), "source": source, "modality": layout.modality,

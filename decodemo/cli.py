@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--t0", type=int, default=None,
                    help="recon: partial noising level of T = 1000 (300; selected with --select auto)")
     t.add_argument("--draws", type=int, default=None,
-                   help="recon: reconstructions from this many noise draws are averaged (1; selected with --select auto)")
+                   help="recon: average the reconstructions of this many noise draws (1; selected with --select auto)")
     t.add_argument("--map-norm", default=None, choices=["global", "position", "row"],
                    help="recon: map standardisation (global; selected with --select auto)")
     t.add_argument("--reverse-steps", type=int, default=5, help="recon: DDIM reverse steps (NFE)")
@@ -470,7 +470,8 @@ def load_cli_model(spec, device: str, category: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
-               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate, "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
+               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate,
+               "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
     try:
         return handler(args)
     except DecodemoError as exc:

@@ -288,7 +288,9 @@ class Service:
     def warm_up(self, domains: list[str] | None = None, progress: Progress | None = None) -> float:
         """Load the models of ``domains`` (default: all) now; returns the seconds it took."""
         t0 = time.perf_counter()
-        names = [n for d in (domains or self.domains()) for n in self.models_for(d).values()]
+        doms = domains or self.domains()
+        names = [n for d in doms for n in self.models_for(d).values()]
+        names += [r for r in map(self.reference_model, doms) if r is not None]
         for i, n in enumerate(names):
             if progress:
                 progress(i / max(1, len(names)), f"loading {n}")

@@ -23,7 +23,15 @@ from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.model import DeCoDiff, LatentVAE
 from decodemo.training.split import split_normal
-from decodemo.training.validation import SELECTION_RULE, Candidate, build_validation_set, choose, selection_record, validation_figures
+from decodemo.training.validation import (
+    SELECTION_RULE,
+    Candidate,
+    build_validation_set,
+    choose,
+    format_candidate,
+    selection_record,
+    validation_figures,
+)
 from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
@@ -48,9 +56,7 @@ def _select(model: DeCoDiff, synth: dict, *, select: str, fixed: tuple[str, ...]
             figures = {k: float(np.mean([f[fusion][k] for f in per_cat])) for k in per_cat[0][fusion]}
             paper = fusion == CANDIDATES["fusion"][0] and sigma == CANDIDATES["latent_sigma"][0]
             candidates.append(Candidate.make({"fusion": fusion, "latent_sigma": sigma}, figures, paper=paper))
-            v = candidates[-1]["validation"]
-            log(f"  candidate fusion={fusion}, latent_sigma={sigma}: image AUROC {v['image_auroc']:.4f}, "
-                f"pixel AUROC {v['pixel_auroc']:.4f}, AUPRO {v['aupro']:.4f} -> score {candidates[-1]['score']:.4f}")
+            log(f"  candidate fusion={fusion}, latent_sigma={sigma}: {format_candidate(candidates[-1])}")
     candidates.sort(key=lambda c: not c["paper"])
     return candidates, (choose(candidates) if select == "auto" else 0)
 

@@ -22,6 +22,7 @@ from decodemo.training.validation import (
     Candidate,
     build_validation_set,
     choose,
+    format_candidate,
     selection_record,
     validation_figures,
 )
@@ -117,7 +118,7 @@ def train_invad(
             figures = validation_figures(model, synth, steps=s_)[c.score]
             paper = norm == PAPER_SETTINGS["feature_norm"] and s_ == PAPER_SETTINGS["inversion_steps"]
             candidates.append(Candidate.make({"feature_norm": norm, "inversion_steps": s_}, figures, paper=paper))
-            log(f"  candidate feature_norm={norm}, S={s_}: " + _fmt(candidates[-1]))
+            log(f"  candidate feature_norm={norm}, S={s_}: " + format_candidate(candidates[-1]))
     # the paper's setting (or the first candidate when it is not among them) goes first
     candidates.sort(key=lambda c: not c["paper"])
     chosen = choose(candidates) if select == "auto" else 0
@@ -155,11 +156,6 @@ def train_invad(
     model.save_pretrained(out_dir)
     return model, {**summary, "seconds": cfg.training["train_seconds"], "selection": cfg.selection}
 
-
-def _fmt(c: dict) -> str:
-    v = c["validation"]
-    return (f"image AUROC {v['image_auroc']:.4f}, pixel AUROC {v['pixel_auroc']:.4f}, AUPRO {v['aupro']:.4f} "
-            f"-> score {c['score']:.4f}")
 
 
 def _train_one(cfg: InvADConfig, fit_feats: torch.Tensor, val_feats: list[torch.Tensor], synth, settings: TrainSettings,

@@ -18,6 +18,7 @@ from decodemo.training.validation import (
     Candidate,
     build_validation_set,
     choose,
+    format_candidate,
     selection_record,
     validation_figures,
 )
@@ -57,7 +58,8 @@ def _select(model: Recon, stats_inputs: torch.Tensor, synth, *, select: str, fix
             model.fit_map_stats(stats_inputs)
             candidates.append(Candidate.make(setting, validation_figures(model, synth)[cfg.score],
                                              paper=setting == paper))
-            log("  candidate " + ", ".join(f"{k}={v}" for k, v in setting.items()) + ": " + _fmt(candidates[-1]))
+            names = ", ".join(f"{k}={v}" for k, v in setting.items())
+            log(f"  candidate {names}: {format_candidate(candidates[-1])}")
             seen[key] = len(candidates) - 1
         return seen[key]
 
@@ -85,11 +87,6 @@ def _resize_map_stats(model: Recon) -> None:
             if tuple(buf.shape) != shape:
                 setattr(model, f"{name}_{part}", torch.full(shape, fill, device=buf.device))
 
-
-def _fmt(c: dict) -> str:
-    v = c["validation"]
-    return (f"image AUROC {v['image_auroc']:.4f}, pixel AUROC {v['pixel_auroc']:.4f}, AUPRO {v['aupro']:.4f} "
-            f"-> score {c['score']:.4f}")
 
 
 @torch.no_grad()

@@ -36,6 +36,8 @@ __all__ = [
     "selection_score",
     "choose",
     "Candidate",
+    "format_candidate",
+    "selection_record",
 ]
 
 SELECTION_MARGIN = 0.005
@@ -125,6 +127,13 @@ class Candidate(dict):
     def make(cls, settings: dict[str, Any], figures: dict[str, float], *, paper: bool = False) -> "Candidate":
         return cls(settings=dict(settings), validation={k: round(float(v), 4) for k, v in figures.items()},
                    score=round(selection_score(figures), 4), paper=paper)
+
+
+def format_candidate(c: dict) -> str:
+    """One line of a candidate's validation figures and score, for logs."""
+    v = c["validation"]
+    return (f"image AUROC {v['image_auroc']:.4f}, pixel AUROC {v['pixel_auroc']:.4f}, AUPRO {v['aupro']:.4f} "
+            f"-> score {c['score']:.4f}")
 
 
 def choose(candidates: Sequence[dict], *, margin: float = SELECTION_MARGIN) -> int:
