@@ -13,7 +13,9 @@ Every model is then evaluated on the same test inputs, together with its no-diff
 (invad at S = 0, recon against the mean normal input, decodiff's VAE round trip), and timed at
 batch 1 on the same preloaded inputs. The figures go to ``--out``: ``bench.md`` (a Markdown
 table), ``bench.html`` (self-contained, with plotly charts: AUROC per set with the baseline
-as a line, diffusion gain, latency) and ``bench.json``. Everything printed is measured.
+as a line, diffusion gain, latency), ``bench.json`` and ``reports/NAME_METHOD.json`` (each
+model's full evaluation report, which ``python -m decodemo register --figures`` reads).
+Everything printed is measured.
 
     python -m decodemo.bench --data bottle=../shared/data/bottle --data screw=../shared/data/screw \\
         --runs runs/bench --train --preset quick --out runs/bench/report
@@ -137,8 +139,10 @@ def _figures(metrics: dict[str, float], audio: bool) -> dict[str, float | None]:
 
 @torch.no_grad()
 def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dict[str, int] | None = None,
-        repeats: int = 3, log=print) -> list[dict[str, Any]]:
-    """Evaluate every resolved model (with its ablation) on its set's test inputs -> one row each."""
+        repeats: int = 3, reports: Path | None = None, log=print) -> list[dict[str, Any]]:
+    """Evaluate every resolved model (with its ablation) on its set's test inputs -> one row each.
+    With ``reports``, each model's full evaluation report (the ``evaluate --json`` format, which
+    ``register --figures`` reads) is written there as ``NAME_METHOD.json``."""
     rows = []
     for name, folder in data.items():
         layout = subset(scan_layout(folder, require_train=False, require_test=True), (limits or {}).get(name))
@@ -154,6 +158,9 @@ def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dic
                 kwargs["category"] = model.config.categories[0]
             t0 = time.perf_counter()
             rep = evaluate(model, layout, batch_size=16, **kwargs)
+            if reports is not None:
+                reports.mkdir(parents=True, exist_ok=True)
+                (reports / f"{name}_{method}.json").write_text(json.dumps(rep, indent=1, default=float) + "\n")
             cfg = model.config
             if method != "baseline" and not getattr(cfg, "selection", None):
                 source += ", settings not selected"  # trained before validation-based selection
@@ -181,9 +188,9 @@ def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dic
 
 
 def _settings_of(cfg) -> str:
-    keys = {"invad": ("feature_norm", "inversion_steps"), "recon": ("t0", "n_draws", "map_norm"),
+    keys = {"invad": ("feature_norm", "inversion_grid", "inversion_steps"), "recon": ("t0", "n_draws", "map_norm"),
             "decodiff": ("fusion", "latent_sigma"), "baseline": ("coreset_fraction",)}.get(cfg.method, ())
-    names = {"inversion_steps": "S", "feature_norm": "norm", "n_draws": "draws", "latent_sigma": "latent blur",
+    names = {"inversion_steps": "S", "inversion_grid": "grid", "feature_norm": "norm", "n_draws": "draws", "latent_sigma": "latent blur",
              "coreset_fraction": "coreset"}
     return ", ".join(f"{names.get(k, k)} {getattr(cfg, k)}" for k in keys if hasattr(cfg, k))
 
@@ -304,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     limits = {k: int(v) for k, v in _parse_pairs(args.limit, "--limit").items()}
     t0 = time.perf_counter()
-    rows = run(data, models, device=device, limits=limits, repeats=args.repeats)
+    rows = run(data, models, device=device, limits=limits, repeats=args.repeats,
+               reports=args.out / "reports" if args.out else None)
     where = (torch.cuda.get_device_name() if device.startswith("cuda") else
              f"CPU, {torch.get_num_threads()} threads") + f"; evaluated in {time.perf_counter() - t0:.0f} s"
     table = markdown(rows)
@@ -315,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "bench.md").write_text(f"# Benchmark ({where})\n\n{table}\n")
         (args.out / "bench.json").write_text(json.dumps({"rows": rows, "where": where}, indent=1, default=float))
         (args.out / "bench.html").write_text(html_report(rows, title="decodemo benchmark", where=where))
-        print(f"\nbench.md, bench.html and bench.json written to {args.out}")
+        print(f"\nbench.md, bench.html, bench.json and reports/ (one evaluation report per model) written to "
+              f"{args.out}")
     return 0
 
 

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="invad 2e-4, vae 1e-3, decodiff 1e-4 (AdamW)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay (the InvAD reference: "
+                        "0.999) and use it as the trained model; default: none")
+    t.add_argument("--grad-clip", type=float, default=None, metavar="NORM",
+                   help="clip the gradient norm to NORM (the InvAD reference: 1.0); default: no clipping")
     t.add_argument("--validate-every", type=int, default=0,
                    help="print image AUROC, pixel AUROC and AUPRO on the synthetic validation set (held-out "
                         "normal training files and synthetic anomalies made from them; never test/) every N steps")
@@ -51,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gpu-config", action="store_true", help="vae/decodiff: the larger GPU-sized networks")
     t.add_argument("--inversion-steps", type=int, default=None,
                    help="invad: S, DDIM inversion steps at test time (paper 3; selected with --select auto)")
+    t.add_argument("--inversion-grid", default=None, choices=["reference", "uniform"],
+                   help="invad: DDIM grid of the inversion: the reference code's (S = 3: t = 0, 500, 999, last step "
+                        "to alpha_bar 0) or uniform (0, 333, 666 -> 999); selected with --select auto")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/good held out for score statistics and the threshold")
     t.add_argument("--t0", type=int, default=None,
@@ -86,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data", required=True, type=Path, help="the folder layout the model was trained on")
     a.add_argument("--out", type=Path, default=None)
     a.add_argument("--val-fraction", type=float, default=0.1, help="the training's held-out share (default 0.1)")
+
+    sel = sub.add_parser("select", help="run train's setting selection and calibration on trained weights (a model "
+                                      "trained before the selection existed), from train/good only")
+    sel.add_argument("--model", required=True, type=Path, action="append",
+                   help="the model folder; invad takes several, one per feature standardisation, as candidates")
+    sel.add_argument("--data", required=True, type=Path, action="append",
+                   help="the folder layout the model was trained on (decodiff: one per category, in any order)")
+    sel.add_argument("--out", type=Path, default=None, help="where to write the chosen model (default: the first --model)")
+    sel.add_argument("--select", default="auto", choices=["auto", "none"],
+                   help="auto: choose by the selection rule; none: keep the model's settings, recalibrate only")
+    sel.add_argument("--val-fraction", type=float, default=0.1, help="the training's held-out share (default 0.1)")
 
     s = sub.add_parser("score", help="score files: one line per file with the score and decision")
     s.add_argument("--model", required=True, help="a model folder or a registry name (bottle/invad)")
@@ -156,7 +175,8 @@ def _settings(args, method: str, steps: int | None = None):
                          lr=args.lr or d_lr, weight_decay=1e-4 if method == "decodiff" else 0.0, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, device=args.device,
                          mixed_precision=args.mixed_precision,
-                         validate_every=args.validate_every)
+                         validate_every=args.validate_every, ema_decay=args.ema or 0.0,
+                         grad_clip=args.grad_clip or 0.0)
 
 
 def _layouts(args) -> dict:
@@ -184,7 +204,8 @@ def _cmd_train(args) -> int:
         from decodemo.training.invad import PAPER_SETTINGS, train_invad
 
         (name, layout), = _one_layout(layouts, "invad").items()
-        given = {"feature_norm": args.feature_norm, "inversion_steps": args.inversion_steps}
+        given = {"feature_norm": args.feature_norm, "inversion_grid": args.inversion_grid,
+                 "inversion_steps": args.inversion_steps}
         cfg = InvADConfig(image_size=size, category=name, storage_dtype=args.storage_dtype,
                           **{k: PAPER_SETTINGS[k] if v is None else v for k, v in given.items()})
         _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
@@ -318,6 +339,43 @@ def _cmd_calibrate(args) -> int:
     out = args.out or args.model
     model.save_pretrained(out)
     print(f"{what}; written to {out}")
+    return 0
+
+
+def _cmd_select(args) -> int:
+    from decodemo.data.layout import scan_layout
+    from decodemo.methods import load_model
+
+    models = [load_model(m) for m in args.model]
+    methods = {m.config.method for m in models}
+    if len(methods) != 1:
+        raise DecodemoError(f"The --model folders hold different methods ({sorted(methods)}).")
+    method = methods.pop()
+    if len(models) > 1 and method != "invad":
+        raise DecodemoError("Only invad takes several --model folders (one per feature standardisation).")
+    layouts = [scan_layout(d) for d in args.data]
+    out = args.out or args.model[0]
+    if method == "invad" or method == "recon":
+        if len(layouts) != 1:
+            raise DecodemoError(f"{method} is trained on one folder layout; give one --data.")
+    if method == "invad":
+        from decodemo.training.invad import reselect_invad
+
+        model = reselect_invad(models, layouts[0], select=args.select, val_fraction=args.val_fraction)
+    elif method == "recon":
+        from decodemo.training.recon import reselect_recon
+
+        model = reselect_recon(models[0], layouts[0], select=args.select, val_fraction=args.val_fraction)
+    elif method == "decodiff":
+        from decodemo.training.decodiff import reselect_decodiff
+
+        model = reselect_decodiff(models[0], {lay.root.name: lay for lay in layouts}, select=args.select,
+                                  val_fraction=args.val_fraction)
+    else:
+        raise DecodemoError(f"{method} has no settings to select.")
+    model.save_pretrained(out)
+    chosen = model.config.selection["chosen_settings"]
+    print("selected " + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f"; written to {out}")
     return 0
 
 
@@ -470,7 +528,7 @@ def load_cli_model(spec, device: str, category: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
-               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate,
+               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate, "select": _cmd_select,
                "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
     try:
         return handler(args)

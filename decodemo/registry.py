@@ -460,7 +460,8 @@ def selection_section(config: dict[str, Any] | None) -> str:
         f"{'**' if i == sel['chosen'] else ''}{' (paper)' if c.get('paper') else ''} | "
         + " | ".join(f"{c['validation'].get(k, float('nan')):.3f}" for k in ("image_auroc", "pixel_auroc", "aupro"))
         + f" | {c['score']:.3f} |" for i, c in enumerate(sel["candidates"]))
-    return (f"Mode `{sel['mode']}`. Rule: {sel['rule']}. Validation set: {vs.get('normal_inputs', '?')} normal "
+    rerun = f" Run with `python -m decodemo select`: {sel['rerun']}." if sel.get("rerun") else ""
+    return (f"Mode `{sel['mode']}`.{rerun} Rule: {sel['rule']}. Validation set: {vs.get('normal_inputs', '?')} normal "
             f"inputs and {vs.get('synthetic_anomalies', '?')} synthetic anomalies ({vs.get('source', '')}).\n\n"
             "| candidate | image AUROC | pixel AUROC | AUPRO | score |\n|---|---|---|---|---|\n" + rows)
 

@@ -55,6 +55,9 @@ def test_bench_trains_evaluates_and_reports(tiny_sets, monkeypatch):
     assert inv["selection"] and inv["ablation"]["auroc"] is not None
     assert inv["gain"]["auroc"] == pytest.approx(inv["auroc"] - inv["ablation"]["auroc"])
     assert "ablation" not in by["baseline"] and by["baseline"]["nfe"] == 0
+    # each model's full report, in the evaluate --json format that register --figures reads
+    rep = json.loads((out / "reports" / "tex_invad.json").read_text())
+    assert rep["overall"][rep["model"]["score"]]["image_auroc"] == pytest.approx(inv["auroc"])
     md = (out / "bench.md").read_text()
     assert "| tex | invad |" in md and "(reference)" in md
     html = (out / "bench.html").read_text()

@@ -31,9 +31,8 @@ def test_train_writes_a_model_folder(image_run, capsys):
     for norm in ("channel", "position"):
         assert json.loads((out / f"checkpoint-{norm}" / "trainer_state.json").read_text())["step"] == 4
     sel = cfg["selection"]
-    assert sel["mode"] == "auto" and len(sel["candidates"]) == 8
-    assert {cfg["feature_norm"]: cfg["inversion_steps"]} == {sel["chosen_settings"]["feature_norm"]:
-                                                             sel["chosen_settings"]["inversion_steps"]}
+    assert sel["mode"] == "auto" and len(sel["candidates"]) == 16  # 2 norms x 2 grids x 4 S
+    assert {k: cfg[k] for k in sel["chosen_settings"]} == sel["chosen_settings"]
 
 
 def test_train_select_none_keeps_the_paper_settings_and_given_ones(tmp_path):

@@ -344,3 +344,19 @@ def test_cli_takes_a_registry_name(tmp_path, capsys):
     assert str(path) in capsys.readouterr().out
     assert main(["score", "--model", "no/such", str(path)]) == 2
     assert "registry name" in capsys.readouterr().err
+
+
+def test_model_card_lists_the_validation_candidates():
+    from decodemo.registry import selection_section
+
+    assert "before settings were selected" in selection_section({})
+    sel = {"mode": "auto", "rule": "the rule", "chosen": 1, "rerun": "selection run on trained weights",
+           "validation_set": {"normal_inputs": 21, "synthetic_anomalies": 120, "source": "held-out normals"},
+           "candidates": [{"settings": {"S": 3}, "validation": {"image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": 0.5},
+                           "score": 0.85, "paper": True},
+                          {"settings": {"S": 1}, "validation": {"image_auroc": 0.95, "pixel_auroc": 0.9, "aupro": 0.6},
+                           "score": 0.925, "paper": False}]}
+    text = selection_section({"selection": sel})
+    assert "| S = 3 (paper) | 0.900 | 0.800 | 0.500 | 0.850 |" in text
+    assert "| **S = 1** | 0.950 | 0.900 | 0.600 | 0.925 |" in text
+    assert "decodemo select" in text and "21 normal inputs and 120 synthetic anomalies" in text

@@ -124,16 +124,22 @@ def test_invad_selection_follows_the_rule_and_none_keeps_the_paper(tmp_path):
     model, _ = train_invad(layout, tmp_path / "auto", settings, config=InvADConfig(**cfg), val_fraction=0.25,
                            calibrate_steps=(0,), **QUIET)
     sel = model.config.selection
-    grid = {(c["settings"]["feature_norm"], c["settings"]["inversion_steps"]) for c in sel["candidates"]}
-    assert grid == {(n, s) for n in CANDIDATES["feature_norm"] for s in CANDIDATES["inversion_steps"]}
+    grid = {tuple(c["settings"][k] for k in CANDIDATES) for c in sel["candidates"]}
+    assert grid == {(n, g, s) for n in CANDIDATES["feature_norm"] for g in CANDIDATES["inversion_grid"]
+                    for s in CANDIDATES["inversion_steps"]}
     assert sel["candidates"][0]["paper"] and sel["candidates"][0]["settings"] == PAPER_SETTINGS
     assert sel["chosen"] == choose(sel["candidates"])
-    assert (model.config.feature_norm, model.config.inversion_steps) == tuple(sel["chosen_settings"].values())
-    assert {"0", str(model.config.inversion_steps)} <= set(model.config.normal_stats)
+    assert {k: getattr(model.config, k) for k in CANDIDATES} == sel["chosen_settings"]
+    from decodemo.methods.invad.inversion import stats_key
+
+    key = stats_key(model.config.inversion_steps, model.config.inversion_grid)
+    assert {"0", key} <= set(model.config.normal_stats)  # the chosen grid's statistics (and S = 0) only
+    assert all(k == "0" or k.startswith("ref") == key.startswith("ref") for k in model.config.normal_stats)
 
     fixed, _ = train_invad(layout, tmp_path / "none", settings, config=InvADConfig(**cfg), val_fraction=0.25,
                            calibrate_steps=(0,), select="none", **QUIET)
-    assert (fixed.config.feature_norm, fixed.config.inversion_steps) == ("channel", 3)
+    assert (fixed.config.feature_norm, fixed.config.inversion_grid, fixed.config.inversion_steps) == (
+        "channel", "reference", 3)
     assert len(fixed.config.selection["candidates"]) == 1 and fixed.config.selection["chosen"] == 0
 
 
@@ -159,3 +165,75 @@ def test_evaluate_reports_the_no_diffusion_ablation_and_gain(tmp_path):
     assert "Diffusion gain" in format_report(report)
     assert "ablation" not in evaluate(model, layout, batch_size=8, ablation=False)
     assert np.isfinite(list(report["diffusion_gain"].values())).all()
+
+
+def _figures(selection: dict) -> dict:
+    return {tuple(sorted(c["settings"].items())): c["score"] for c in selection["candidates"]}
+
+
+def test_select_on_trained_weights_is_the_training_protocol(images, tmp_path):
+    """``select`` on weights trained with ``--select none`` gives the candidates and the choice
+    that training with ``--select auto`` gives, opens no test file and keeps the weights."""
+    from safetensors.torch import load_file
+
+    from decodemo.cli import main
+    from decodemo.methods import load_model
+    from decodemo.methods.invad import InvADConfig
+    from decodemo.training.invad import train_invad
+    from decodemo.training.recon import reselect_recon
+
+    cfg = dict(image_size=64, grid=8, block_out_channels=[16, 32], norm_num_groups=8)
+    settings = TrainSettings(steps=6, **FAST)
+    kw = dict(val_fraction=0.34, calibrate_steps=(0, 1), **QUIET)
+    auto, _ = train_invad(images, tmp_path / "auto", settings, config=InvADConfig(**cfg), **kw)
+    for norm in ("channel", "position"):
+        train_invad(images, tmp_path / norm, settings, config=InvADConfig(**cfg, feature_norm=norm), select="none",
+                    **kw)
+    rc, opened = _record(lambda: main(["select", "--model", str(tmp_path / "position"), "--model",
+                                       str(tmp_path / "channel"), "--data", str(images.root), "--out",
+                                       str(tmp_path / "re"), "--val-fraction", "0.34"]))
+    assert rc == 0 and {str(s.path) for s in images.train} & set(opened)
+    assert [p for p in opened if p.startswith(str(images.root / "test"))] == []
+    again = load_model(tmp_path / "re").config
+    assert again.selection["rerun"] and len(again.selection["candidates"]) == 16
+    assert _figures(again.selection) == pytest.approx(_figures(auto.config.selection), abs=1e-4)
+    assert again.selection["chosen_settings"] == auto.config.selection["chosen_settings"]
+    assert again.threshold == pytest.approx(auto.config.threshold, rel=1e-4)
+    src = tmp_path / again.feature_norm / "model.safetensors"
+    a, b = load_file(src), load_file(tmp_path / "re" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if k.startswith("unet."))
+
+    # recon: every candidate is an inference setting; the weights stay
+    from decodemo.methods.recon.config import ReconConfig
+    from decodemo.training.recon import train_recon
+
+    rcfg = dict(image_size=32, block_out_channels=[16, 32, 32], norm_num_groups=8, feature_size=64, reverse_steps=2)
+    rkw = dict(val_fraction=0.34, select_stats=4, stats_max=8, **QUIET)
+    r_auto, _ = train_recon(images, tmp_path / "r_auto", TrainSettings(steps=4, **FAST), config=ReconConfig(**rcfg),
+                            **rkw)
+    r_none, _ = train_recon(images, tmp_path / "r_none", TrainSettings(steps=4, **FAST), config=ReconConfig(**rcfg),
+                            select="none", **rkw)
+    assert len(r_none.config.selection["candidates"]) == 1
+    before = {k: v.clone() for k, v in r_none.unet.state_dict().items()}
+    reselect_recon(r_none, images, **rkw)
+    assert _figures(r_none.config.selection) == pytest.approx(_figures(r_auto.config.selection), abs=1e-4)
+    assert r_none.config.selection["chosen_settings"] == r_auto.config.selection["chosen_settings"]
+    assert all(torch.equal(before[k], v) for k, v in r_none.unet.state_dict().items())
+
+
+def test_select_refuses_what_it_cannot_do(images, tmp_path, capsys):
+    from decodemo.cli import main
+    from decodemo.methods.invad import InvADConfig
+    from decodemo.training.invad import train_invad
+
+    cfg = InvADConfig(image_size=64, grid=8, block_out_channels=[16, 32], norm_num_groups=8)
+    train_invad(images, tmp_path / "a", TrainSettings(steps=2, **FAST), config=cfg, select="none", val_fraction=0.34,
+                calibrate_steps=(0,), **QUIET)
+    capsys.readouterr()
+    # two UNets with the same standardisation are not two candidates
+    assert main(["select", "--model", str(tmp_path / "a"), "--model", str(tmp_path / "a"),
+                 "--data", str(images.root)]) == 2
+    assert "feature_norm=channel" in capsys.readouterr().err
+    assert main(["select", "--model", str(tmp_path / "a"), "--data", str(images.root), "--data",
+                 str(images.root)]) == 2
+    assert "one --data" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
-__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "psnr", "CANDIDATES"]
+__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "reselect_decodiff", "psnr", "CANDIDATES"]
 
 #: What ``select="auto"`` tries: the paper's value first.
 CANDIDATES = {"fusion": ("geometric", "arithmetic", "pixel", "latent"), "latent_sigma": (1.0, 0.5, 2.0)}
@@ -232,6 +232,52 @@ def pretrained_vae(
     return vae
 
 
+@torch.no_grad()
+def _finish(model: DeCoDiff, held: dict[str, list[torch.Tensor]], synth: dict, *, select: str, fixed: tuple[str, ...],
+            threshold_quantile: float, log) -> None:
+    """After training: select fusion and latent blur on the synthetic validation sets, then each
+    category's threshold from its held-out normal files ``held``. In place."""
+    cfg = model.config
+    candidates, chosen = _select(model, synth, select=select, fixed=fixed, log=log)
+    cfg.selection = selection_record(candidates, chosen, mode=select,
+                                     n_normals=sum(int((ss.labels == 0).sum()) for ss in synth.values()),
+                                     n_anomalies=sum(int(ss.labels.sum()) for ss in synth.values()))
+    for k, v in candidates[chosen]["settings"].items():
+        setattr(cfg, k, v)
+    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
+    thresholds = {}
+    for name, files in held.items():
+        scores = _file_scores(model, files, name, cfg.clip_reduce)
+        thresholds[name] = float(threshold_at_normal_quantile(np.array(scores), q=threshold_quantile))
+    cfg.threshold = thresholds
+    cfg.threshold_provenance = (f"{threshold_quantile:.2f} quantile of the {cfg.fusion} score of held-out normal training "
+                                f"files per category ({', '.join(f'{n}: {len(held[n])}' for n in held)}); no test data used")
+
+
+def reselect_decodiff(model: DeCoDiff, layouts: dict[str, Layout], *, select: str = "auto", fixed: tuple[str, ...] = (),
+                      val_fraction: float = 0.1, threshold_quantile: float = 0.99, log=print) -> DeCoDiff:
+    """Run :func:`train_decodiff`'s selection and thresholds on a trained model: fusion and latent
+    blur are inference settings, so the weights stay. ``layouts`` maps each of the model's
+    categories to its folder; the split is the training's own (its seed). In place."""
+    cfg = model.config
+    missing = [c for c in cfg.categories if c not in layouts]
+    if missing or len(layouts) != len(cfg.categories):
+        raise DatasetError(f"The model's categories are {cfg.categories}; give one folder for each "
+                           f"(named after it), not {sorted(layouts)}.")
+    if _modality(layouts) != cfg.modality:
+        raise DatasetError(f"The model takes {cfg.modality} input.")
+    seed = int(cfg.training.get("seed", 0))
+    held = {}
+    for name in cfg.categories:
+        _, held[name] = _split_files(_per_file(layouts[name], cfg.image_size, mel=cfg.mel, dense=True),
+                                     val_fraction, seed)
+    synth = {name: build_validation_set(held[name], modality=cfg.modality, seed=seed) for name in cfg.categories}
+    model.eval()
+    _finish(model, held, synth, select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
+    cfg.selection["rerun"] = "selection run on trained weights; the weights are the training's own"
+    return model
+
+
 def train_decodiff(
     layouts: dict[str, Layout],
     vae: LatentVAE,
@@ -266,6 +312,7 @@ def train_decodiff(
         raise DatasetError(f"The VAE was trained on {vae.config.modality} inputs but these folders hold {cfg.modality}.")
     cfg.mel = vae.config.mel
     acc = make_accelerator(settings.device, settings.mixed_precision)
+    torch.manual_seed(settings.seed)  # the UNet's initialisation
     model = DeCoDiff(cfg, vae).to(acc.device)
     t0 = time.perf_counter()
     lat, lab, held = [], [], {}
@@ -295,20 +342,7 @@ def train_decodiff(
     summary = train_loop(model, TensorDataset(latents, labels), settings, checkpoint_dir=out_dir / "checkpoint",
                          resume=resume, validate=validate, accelerator=acc, desc="decodiff")
     model = acc.unwrap_model(model).eval()
-    candidates, chosen = _select(model, synth, select=select, fixed=fixed, log=log)
-    cfg.selection = selection_record(candidates, chosen, mode=select,
-                                     n_normals=sum(int((ss.labels == 0).sum()) for ss in synth.values()),
-                                     n_anomalies=sum(int(ss.labels.sum()) for ss in synth.values()))
-    for k, v in candidates[chosen]["settings"].items():
-        setattr(cfg, k, v)
-    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
-    thresholds = {}
-    for name in layouts:
-        scores = _file_scores(model, held[name], name, cfg.clip_reduce)
-        thresholds[name] = float(threshold_at_normal_quantile(np.array(scores), q=threshold_quantile))
-    cfg.threshold = thresholds
-    cfg.threshold_provenance = (f"{threshold_quantile:.2f} quantile of the {cfg.fusion} score of held-out normal training "
-                                f"files per category ({', '.join(f'{n}: {len(held[n])}' for n in layouts)}); no test data used")
+    _finish(model, held, synth, select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
     cfg.training = {"train_latents": int(sum(len(z) for z in lat)), "train_seconds": round(summary["seconds"], 1),
                     "final_loss": summary["final_loss"], "history": summary["history"], **settings.to_dict(),
                     "device": str(acc.device)}

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from decodemo.data.layout import Layout
+from decodemo.errors import ModelError
 from decodemo.inputs import sample_tensors
 from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.invad.config import InvADConfig
@@ -27,7 +28,7 @@ from decodemo.training.validation import (
     validation_figures,
 )
 
-__all__ = ["train_invad", "ABLATION_STEPS", "PAPER_SETTINGS", "CANDIDATES"]
+__all__ = ["train_invad", "reselect_invad", "ABLATION_STEPS", "PAPER_SETTINGS", "CANDIDATES"]
 
 ABLATION_STEPS = (0, 1, 2, 3, 5, 10)  # S = 0: the no-diffusion ablation
 
@@ -41,10 +42,17 @@ def _features(model: InvAD, tensors: list[torch.Tensor], device: torch.device, b
     return out
 
 
-#: The paper's settings (Sakai & Hasegawa 2025): per-channel feature standardisation, S = 3.
-PAPER_SETTINGS = {"feature_norm": "channel", "inversion_steps": 3}
-#: What ``select="auto"`` tries, the paper's value first.
-CANDIDATES = {"feature_norm": ("channel", "position"), "inversion_steps": (3, 1, 2, 5)}
+#: The paper's settings (Sakai & Hasegawa 2025): per-channel feature standardisation, S = 3 on
+#: the reference code's DDIM grid.
+PAPER_SETTINGS = {"feature_norm": "channel", "inversion_grid": "reference", "inversion_steps": 3}
+#: What ``select="auto"`` tries, the paper's value first. Only the feature norm needs a training
+#: of its own; the grid and S are inference settings.
+CANDIDATES = {"feature_norm": ("channel", "position"), "inversion_grid": ("reference", "uniform"),
+              "inversion_steps": (3, 1, 2, 5)}
+
+
+def _candidates(cfg: InvADConfig, key: str, select: str, fixed: tuple[str, ...]) -> list:
+    return [getattr(cfg, key)] if select == "none" or key in fixed else list(CANDIDATES[key])
 
 
 def train_invad(
@@ -104,42 +112,21 @@ def train_invad(
         f"features {tuple(fit_feats.shape[1:])} in {prep_seconds:.1f} s; validation set of "
         f"{int((synth.labels == 0).sum())} normal and {int(synth.labels.sum())} synthetic anomalous inputs.")
 
-    norms = [cfg.feature_norm] if select == "none" or "feature_norm" in fixed else list(CANDIDATES["feature_norm"])
-    steps = ([cfg.inversion_steps] if select == "none" or "inversion_steps" in fixed
-             else list(CANDIDATES["inversion_steps"]))
-    candidates, models, summaries = [], {}, {}
+    norms = _candidates(cfg, "feature_norm", select, fixed)
+    grids = _candidates(cfg, "inversion_grid", select, fixed)
+    steps = _candidates(cfg, "inversion_steps", select, fixed)
+    models, summaries = {}, {}
     for norm in norms:
         c = InvADConfig(**{**cfg.to_dict(), "feature_norm": norm, "normal_stats": {}, "selection": {}})
         model, summary = _train_one(c, fit_feats, val_feats, synth, settings, acc,
                                     out_dir / ("checkpoint" if len(norms) == 1 else f"checkpoint-{norm}"),
-                                    resume=resume, steps_list=sorted(set(calibrate_steps) | set(steps)), log=log)
+                                    resume=resume, steps_list=sorted(set(calibrate_steps) | set(steps)), grids=grids,
+                                    log=log)
         models[norm], summaries[norm] = model, summary
-        for s_ in steps:
-            figures = validation_figures(model, synth, steps=s_)[c.score]
-            paper = norm == PAPER_SETTINGS["feature_norm"] and s_ == PAPER_SETTINGS["inversion_steps"]
-            candidates.append(Candidate.make({"feature_norm": norm, "inversion_steps": s_}, figures, paper=paper))
-            log(f"  candidate feature_norm={norm}, S={s_}: " + format_candidate(candidates[-1]))
-    # the paper's setting (or the first candidate when it is not among them) goes first
-    candidates.sort(key=lambda c: not c["paper"])
-    chosen = choose(candidates) if select == "auto" else 0
-    pick = candidates[chosen]["settings"]
-    model, summary = models[pick["feature_norm"]], summaries[pick["feature_norm"]]
+    model = _choose_and_finish(models, val_feats, synth, grids, steps, layout_name=layout.root.name, select=select,
+                               threshold_quantile=threshold_quantile, device=acc.device, log=log)
     cfg = model.config
-    cfg.inversion_steps = pick["inversion_steps"]
-    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
-                                     n_anomalies=int(synth.labels.sum()))
-    log(f"selected feature_norm={pick['feature_norm']}, S={pick['inversion_steps']} ({SELECTION_RULE}).")
-
-    per_file = []
-    for v in val_feats:
-        nll, diff, _ = model.raw_scores(model.standardise(v.to(acc.device)), cfg.inversion_steps)
-        s = model.score_variants(nll, diff, cfg.inversion_steps)[cfg.score].cpu()
-        per_file.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
-    cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
-    cfg.threshold_provenance = (
-        f"{threshold_quantile:.2f} quantile of the {cfg.score} score of {len(per_file)} held-out normal "
-        f"training files of {layout.root.name} (S={cfg.inversion_steps}); no test data used"
-    )
+    summary = summaries[cfg.feature_norm]
     cfg.training = {
         "data": str(layout.root.name),
         "train_files": len(fit_idx),
@@ -158,9 +145,98 @@ def train_invad(
 
 
 
+def _choose_and_finish(models: dict[str, InvAD], val_feats: list[torch.Tensor], synth, grids: list[str],
+                       steps: list[int], *, layout_name: str, select: str, threshold_quantile: float, device,
+                       log) -> InvAD:
+    """Score every (feature norm, grid, S) candidate on the validation set, keep one by the
+    selection rule, and set its threshold from the held-out normal files -> the chosen model."""
+    candidates = []
+    for norm, model in models.items():
+        for grid in grids:
+            for s_ in steps:
+                figures = validation_figures(model, synth, steps=s_, inversion_grid=grid)[model.config.score]
+                setting = {"feature_norm": norm, "inversion_grid": grid, "inversion_steps": s_}
+                candidates.append(Candidate.make(setting, figures, paper=setting == PAPER_SETTINGS))
+                log(f"  candidate feature_norm={norm}, grid={grid}, S={s_}: " + format_candidate(candidates[-1]))
+    # the paper's setting (or the first candidate when it is not among them) goes first
+    candidates.sort(key=lambda c: not c["paper"])
+    chosen = choose(candidates) if select == "auto" else 0
+    pick = candidates[chosen]["settings"]
+    model = models[pick["feature_norm"]]
+    cfg = model.config
+    cfg.inversion_steps, cfg.inversion_grid = pick["inversion_steps"], pick["inversion_grid"]
+    # keep the statistics of the chosen grid (and S = 0, the ablation) only
+    cfg.normal_stats = {k: v for k, v in cfg.normal_stats.items()
+                        if k == "0" or (k.startswith("ref") == (cfg.inversion_grid == "reference"))}
+    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
+                                     n_anomalies=int(synth.labels.sum()))
+    log(f"selected feature_norm={pick['feature_norm']}, grid={pick['inversion_grid']}, S={pick['inversion_steps']} "
+        f"({SELECTION_RULE}).")
+
+    per_file = []
+    for v in val_feats:
+        nll, diff, _ = model.raw_scores(model.standardise(v.to(device)), cfg.inversion_steps)
+        s = model.score_variants(nll, diff, cfg.inversion_steps)[cfg.score].cpu()
+        per_file.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
+    cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
+    cfg.threshold_provenance = (
+        f"{threshold_quantile:.2f} quantile of the {cfg.score} score of {len(per_file)} held-out normal "
+        f"training files of {layout_name} (S={cfg.inversion_steps}, {cfg.inversion_grid} grid); no test data used"
+    )
+    return model
+
+
+@torch.no_grad()
+def reselect_invad(models: list[InvAD], layout: Layout, *, select: str = "auto", val_fraction: float = 0.1,
+                   threshold_quantile: float = 0.99, calibrate_steps: tuple[int, ...] = ABLATION_STEPS,
+                   log=print) -> InvAD:
+    """Run :func:`train_invad`'s selection and calibration on already trained UNets of the same
+    data and split (one per feature standardisation, e.g. a model trained before the selection
+    existed and one trained with the other norm) -> the chosen model, its ``selection`` and
+    threshold rewritten. The S candidates need no training; a feature norm without a model is
+    not a candidate. The fit / held-out split is the training's own (its seed)."""
+    if not models:
+        raise ModelError("reselect_invad needs at least one trained invad model.")
+    by_norm: dict[str, InvAD] = {}
+    first = models[0].config
+    for m in models:
+        c = m.config
+        if c.feature_norm in by_norm:
+            raise ModelError(f"Two models with feature_norm={c.feature_norm}; give one per feature standardisation.")
+        same = ("backbone", "feature_blocks", "image_size", "modality", "mel", "grid")
+        if any(getattr(c, k) != getattr(first, k) for k in same):
+            raise ModelError("The models differ in their features or inputs (" + ", ".join(same) + "); they must "
+                             "come from the same data and backbone.")
+        by_norm[c.feature_norm] = m.eval()
+    seed = int(first.training.get("seed", 0))
+    mel = MelConfig.from_dict(first.mel) if first.mel else None
+    device = next(models[0].parameters()).device
+    paths = [s.path for s in layout.train]
+    _, val_idx = split_normal(len(paths), val_fraction, seed)
+    val_t = sample_tensors([paths[i] for i in val_idx], modality=first.modality, size=first.image_size, mel=mel,
+                           desc="held-out normal inputs")
+    val_feats = _features(models[0], val_t, device)
+    synth = build_validation_set(val_t, modality=first.modality, seed=seed)
+    steps = list(CANDIDATES["inversion_steps"]) if select == "auto" else [first.inversion_steps]
+    grids = list(CANDIDATES["inversion_grid"]) if select == "auto" else [first.inversion_grid]
+    for m in by_norm.values():
+        val_std = torch.cat([m.standardise(v.to(device)) for v in val_feats])
+        for grid in grids:
+            m.calibrate(val_std, sorted(set(calibrate_steps) | set(steps)), inversion_grid=grid)
+    ordered = {n: by_norm[n] for n in CANDIDATES["feature_norm"] if n in by_norm}
+    model = _choose_and_finish(ordered, val_feats, synth, grids, steps, layout_name=layout.root.name, select=select,
+                               threshold_quantile=threshold_quantile, device=device, log=log)
+    model.config.selection["rerun"] = (f"selection run on trained weights ({', '.join(ordered)}); "
+                                       "the weights are the trainings' own")
+    return model
+
+
 def _train_one(cfg: InvADConfig, fit_feats: torch.Tensor, val_feats: list[torch.Tensor], synth, settings: TrainSettings,
-               acc, checkpoint_dir: Path, *, resume: bool, steps_list: list[int], log) -> tuple[InvAD, dict[str, Any]]:
-    """Train one UNet for ``cfg.feature_norm`` and calibrate it on the held-out normals for every S."""
+               acc, checkpoint_dir: Path, *, resume: bool, steps_list: list[int], grids: list[str],
+               log) -> tuple[InvAD, dict[str, Any]]:
+    """Train one UNet for ``cfg.feature_norm`` and calibrate it on the held-out normals for every
+    S on every grid."""
+    torch.manual_seed(settings.seed)  # the UNet's initialisation: one training per norm, in any order
     model = InvAD(cfg).to(acc.device)
     model.fit_feature_stats(fit_feats.to(acc.device))
     x0 = model.standardise(fit_feats.to(acc.device)).cpu()
@@ -175,5 +251,6 @@ def _train_one(cfg: InvADConfig, fit_feats: torch.Tensor, val_feats: list[torch.
     summary = train_loop(model, x0, settings, checkpoint_dir=checkpoint_dir, resume=resume, accelerator=acc,
                          validate=validate, desc=f"invad ({cfg.feature_norm})")
     model = acc.unwrap_model(model).eval()
-    model.calibrate(val_std, steps_list)
+    for grid in grids:
+        model.calibrate(val_std, steps_list, inversion_grid=grid)
     return model, summary

@@ -3,6 +3,11 @@
 The same call trains on one CPU, one GPU (mixed precision), or several GPUs and machines
 under ``accelerate launch``. Checkpoints are safetensors only (model, optimizer state and a
 JSON trainer state), written every ``checkpoint_every`` steps and resumed with ``resume=True``.
+
+Two options of the reference trainings: gradient-norm clipping (``grad_clip``) and an
+exponential moving average of the weights (``ema_decay``, with the usual warm-up
+``min(decay, (1 + step) / (10 + step))``). With EMA on, validation and the returned module use
+the averaged weights, and the checkpoint keeps both (``ema.safetensors``).
 """
 
 from __future__ import annotations
@@ -39,8 +44,16 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 250
     validate_every: int = 0  # 0 = never
+    ema_decay: float = 0.0  # 0 = no EMA of the weights; the InvAD reference uses 0.999
+    grad_clip: float = 0.0  # max gradient norm, 0 = no clipping; the InvAD reference uses 1.0
     device: str = "auto"  # auto | cpu | cuda
     mixed_precision: str = "auto"  # auto (bf16 on CUDA, none on CPU) | no | fp16 | bf16
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise DecodemoError(f"The EMA decay must be in [0, 1) (0 = off), not {self.ema_decay}.")
+        if self.grad_clip < 0:
+            raise DecodemoError(f"The gradient clipping norm must be >= 0 (0 = off), not {self.grad_clip}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,11 +98,14 @@ def _optimizer_from_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _save_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, step: int, extra: dict[str, Any]) -> None:
+def _save_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, step: int, extra: dict[str, Any],
+                     ema: "_EMA | None" = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / "model.safetensors"))
+    if ema is not None:
+        ema.save(tmp / "ema.safetensors")
     opt_tensors, opt_meta = _optimizer_to_safetensors(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     trainer = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **extra}
@@ -98,6 +114,40 @@ def _save_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, step
     for p in tmp.iterdir():
         p.replace(folder / p.name)
     tmp.rmdir()
+
+
+class _EMA:
+    """An exponential moving average of ``module``'s trainable parameters (float32 copies)."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {n: p.detach().float().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for n, p in module.named_parameters():
+            if n in self.shadow:
+                self.shadow[n].mul_(d).add_(p.detach().float(), alpha=1 - d)
+
+    @torch.no_grad()
+    def swap(self, module: nn.Module) -> None:
+        """Exchange the module's weights and the average (call twice to undo)."""
+        for n, p in module.named_parameters():
+            if n in self.shadow:
+                current = p.detach().float().clone()
+                p.copy_(self.shadow[n].to(p.dtype))
+                self.shadow[n] = current
+
+    def save(self, path: Path) -> None:
+        save_file({k: v.cpu().contiguous() for k, v in self.shadow.items()}, str(path))
+
+    def load(self, path: Path) -> None:
+        loaded = load_file(str(path))
+        missing = set(self.shadow) - set(loaded)
+        if missing:
+            raise DecodemoError(f"{path} lacks the EMA of {sorted(missing)[:3]}...; resume without EMA or start again.")
+        self.shadow = {k: loaded[k].float().to(self.shadow[k].device) for k in self.shadow}
 
 
 def _load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler) -> dict[str, Any]:
@@ -146,13 +196,20 @@ def train_loop(
 
     ckpt = Path(checkpoint_dir)
     start, history, elapsed_before, recent = 0, [], 0.0, []
+    ema = _EMA(acc.unwrap_model(module), settings.ema_decay) if settings.ema_decay > 0 else None
     if resume and (ckpt / "trainer_state.json").is_file():
         trainer = _load_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler)
         start, history, elapsed_before = trainer["step"], trainer.get("history", []), trainer.get("seconds", 0.0)
         recent = list(trainer.get("recent_losses", []))
+        if ema is not None:
+            if not (ckpt / "ema.safetensors").is_file():
+                raise DecodemoError(f"{ckpt} was trained without EMA; resume it without --ema or start again.")
+            ema.load(ckpt / "ema.safetensors")
         set_seed(settings.seed + start)
         acc.print(f"Resuming from step {start} ({ckpt}).")
     if start >= settings.steps:
+        if ema is not None:
+            ema.swap(acc.unwrap_model(module))
         return {"steps": start, "seconds": elapsed_before,
                 "final_loss": sum(recent) / len(recent) if recent else None, "history": history}
 
@@ -169,16 +226,24 @@ def train_loop(
             if not math.isfinite(loss.item()):
                 raise DecodemoError(f"The training loss became {loss.item()} at step {step}; lower --lr and resume.")
             acc.backward(loss)
+            if settings.grad_clip > 0 and acc.sync_gradients:
+                acc.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         step += 1
+        if ema is not None:
+            ema.update(acc.unwrap_model(module), step)
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         if validate is not None and settings.validate_every and step % settings.validate_every == 0:
             module.eval()
+            if ema is not None:
+                ema.swap(acc.unwrap_model(module))
             figures = validate(acc.unwrap_model(module))
+            if ema is not None:
+                ema.swap(acc.unwrap_model(module))
             module.train()
             history.append({"step": step, **figures})
             acc.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
@@ -188,9 +253,11 @@ def train_loop(
                 seconds = elapsed_before + time.perf_counter() - t0
                 _save_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler, step,
                                  {"history": history, "seconds": seconds, "settings": settings.to_dict(),
-                                  "recent_losses": losses[-50:]})
+                                  "recent_losses": losses[-50:]}, ema=ema)
     bar.close()
     module.eval()
+    if ema is not None:
+        ema.swap(acc.unwrap_model(module))  # the averaged weights are the result
     tail = losses[-50:]
     return {
         "steps": step,

@@ -28,7 +28,7 @@ from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
-__all__ = ["train_recon", "CANDIDATES"]
+__all__ = ["train_recon", "reselect_recon", "CANDIDATES"]
 
 #: What ``select="auto"`` tries, in coordinate-search order; the first value of each is the
 #: default reading of the paper (which fixes none of them).
@@ -95,6 +95,66 @@ def _wavelets(model: Recon, images: torch.Tensor, device, batch: int = 64) -> to
                       for i in range(0, len(images), batch)])
 
 
+@torch.no_grad()
+def _finish(model: Recon, fit: torch.Tensor, val: list[torch.Tensor], *, layout_name: str, seed: int, stats_max: int,
+            select_stats: int, select: str, fixed: tuple[str, ...], threshold_quantile: float, log) -> None:
+    """After training: select the settings on the synthetic validation set made from ``val``, fit
+    the map and ablation statistics on (up to ``stats_max``) ``fit`` inputs and set the threshold
+    from the held-out normal files ``val``. In place."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(fit), generator=g)[:stats_max]
+    synth = build_validation_set(val, modality=cfg.modality, seed=seed)
+    candidates, chosen = _select(model, fit[pick[:select_stats]].to(device), synth, select=select, fixed=fixed,
+                                 log=log)
+    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
+                                     n_anomalies=int(synth.labels.sum()))
+    for k, v in candidates[chosen]["settings"].items():
+        setattr(cfg, k, v)
+    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
+    model.fit_map_stats(fit[pick].to(device))
+    model.fit_ablation_stats(fit[pick].to(device))
+    per_file = []
+    for v in val:
+        s = torch.cat([model.detect(v[i : i + 16]).scores.cpu() for i in range(0, len(v), 16)])
+        per_file.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
+    cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
+    cfg.threshold_provenance = (
+        f"{threshold_quantile:.2f} quantile of the {cfg.score} score of {len(per_file)} held-out normal training "
+        f"files of {layout_name}; map statistics from {len(pick)} normal training inputs; no test data used"
+    )
+
+
+def _split_inputs(cfg: ReconConfig, layout: Layout, val_fraction: float, seed: int):
+    """The training's fit inputs (one tensor; audio at a quarter-window hop) and held-out files."""
+    mel = MelConfig.from_dict(cfg.mel) if cfg.mel else None
+    paths = [s.path for s in layout.train]
+    fit_idx, val_idx = split_normal(len(paths), val_fraction, seed)
+    hop = max(1, frames_per_window(mel) // 4) if mel is not None else None  # audio: denser windows
+    fit = torch.cat(sample_tensors([paths[i] for i in fit_idx], modality=cfg.modality, size=cfg.image_size,
+                                   mel=mel, hop_frames=hop, desc="training inputs"))
+    val = sample_tensors([paths[i] for i in val_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
+                         desc="held-out normal inputs")
+    return fit_idx, val_idx, fit, val
+
+
+def reselect_recon(model: Recon, layout: Layout, *, select: str = "auto", fixed: tuple[str, ...] = (),
+                   val_fraction: float = 0.1, threshold_quantile: float = 0.99, stats_max: int = 256,
+                   select_stats: int = 64, log=print) -> Recon:
+    """Run :func:`train_recon`'s selection and calibration on a trained model (e.g. one trained
+    before the selection existed): every recon candidate is an inference setting, so the weights
+    stay; the split is the training's own (its seed). In place; returns ``model``."""
+    cfg = model.config
+    seed = int(cfg.training.get("seed", 0))
+    _, _, fit, val = _split_inputs(cfg, layout, val_fraction, seed)
+    model.eval()
+    _finish(model, fit, val, layout_name=layout.root.name, seed=seed, stats_max=stats_max, select_stats=select_stats,
+            select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
+    cfg.selection["rerun"] = "selection run on trained weights; the weights are the training's own"
+    return model
+
+
 def train_recon(
     layout: Layout,
     out_dir: str | Path,
@@ -133,18 +193,12 @@ def train_recon(
         cfg.in_channels = 1
         if cfg.map_norm == "position":
             cfg.map_norm = "row"  # time positions are arbitrary in a window; frequency rows are not
-    mel = MelConfig.from_dict(cfg.mel) if cfg.mel else None
     acc = make_accelerator(settings.device, settings.mixed_precision)
+    torch.manual_seed(settings.seed)  # the UNet's initialisation
     model = Recon(cfg).to(acc.device)
 
     t0 = time.perf_counter()
-    paths = [s.path for s in layout.train]
-    fit_idx, val_idx = split_normal(len(paths), val_fraction, settings.seed)
-    hop = max(1, frames_per_window(mel) // 4) if mel is not None else None  # audio: denser windows
-    fit = torch.cat(sample_tensors([paths[i] for i in fit_idx], modality=cfg.modality, size=cfg.image_size,
-                                   mel=mel, hop_frames=hop, desc="training inputs"))
-    val = sample_tensors([paths[i] for i in val_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                         desc="held-out normal inputs")
+    fit_idx, val_idx, fit, val = _split_inputs(cfg, layout, val_fraction, settings.seed)
     model.fit_wavelet_stats(fit.to(acc.device))
     w0 = _wavelets(model, fit, acc.device)
     prep = time.perf_counter() - t0
@@ -163,27 +217,8 @@ def train_recon(
     model = acc.unwrap_model(model).eval()
 
     t1 = time.perf_counter()
-    g = torch.Generator().manual_seed(settings.seed)
-    pick = torch.randperm(len(fit), generator=g)[:stats_max]
-    synth = build_validation_set(val, modality=cfg.modality, seed=settings.seed)
-    candidates, chosen = _select(model, fit[pick[:select_stats]].to(acc.device), synth, select=select, fixed=fixed,
-                                 log=log)
-    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
-                                     n_anomalies=int(synth.labels.sum()))
-    for k, v in candidates[chosen]["settings"].items():
-        setattr(cfg, k, v)
-    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
-    model.fit_map_stats(fit[pick].to(acc.device))
-    model.fit_ablation_stats(fit[pick].to(acc.device))
-    per_file = []
-    for v in val:
-        s = torch.cat([model.detect(v[i : i + 16]).scores.cpu() for i in range(0, len(v), 16)])
-        per_file.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
-    cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
-    cfg.threshold_provenance = (
-        f"{threshold_quantile:.2f} quantile of the {cfg.score} score of {len(per_file)} held-out normal training "
-        f"files of {layout.root.name}; map statistics from {len(pick)} normal training inputs; no test data used"
-    )
+    _finish(model, fit, val, layout_name=layout.root.name, seed=settings.seed, stats_max=stats_max,
+            select_stats=select_stats, select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
     cfg.training = {
         "data": layout.root.name,
         "train_files": len(fit_idx),

@@ -32,6 +32,13 @@ def test_inversion_grid():
     assert len(inversion_timesteps(1000, 10)) == 11
     with pytest.raises(ValueError):
         inversion_timesteps(1000, 0)
+    # the reference code's respaced grid: network at S points over 0..999, then alpha_bar = 0 (t = T)
+    assert inversion_timesteps(1000, 3, "reference") == [0, 500, 999, 1000]
+    assert inversion_timesteps(1000, 2, "reference") == [0, 999, 1000]
+    assert inversion_timesteps(1000, 1, "reference") == [0, 1000]
+    assert inversion_timesteps(1000, 5, "reference") == [0, 250, 500, 749, 999, 1000]
+    with pytest.raises(ValueError, match="grid"):
+        inversion_timesteps(1000, 3, "cosine")
 
 
 def test_ddim_inversion_with_oracle_noise_is_exact():
@@ -48,6 +55,11 @@ def test_ddim_inversion_with_oracle_noise_is_exact():
         expected = ab[999].sqrt() * a + (1 - ab[999]).sqrt() * e
         torch.testing.assert_close(z, expected, rtol=1e-4, atol=1e-4)
         assert len(calls) == steps  # NFE = S
+        # the reference grid ends at alpha_bar = 0: z_T is the (oracle) noise itself
+        calls = []
+        z = ddim_invert(lambda x, t: (calls.append(t), e)[1], x0, ab, inversion_timesteps(1000, steps, "reference"))
+        torch.testing.assert_close(z, e, rtol=1e-4, atol=1e-4)
+        assert len(calls) == steps and int(calls[-1][0]) == (0 if steps == 1 else 999)
 
 
 def test_scores_match_gaussian_log_density():
@@ -119,10 +131,20 @@ def test_model_folder_round_trip_and_refusals(tiny_model, tmp_path):
     model, layout, folder, _ = tiny_model
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["method"] == "invad" and cfg["threshold"] is not None and "no test data" in cfg["threshold_provenance"]
-    assert set(cfg["normal_stats"]) == {"1", "3"}
+    assert cfg["inversion_grid"] == "reference" and set(cfg["normal_stats"]) == {"ref1", "ref3"}
     loaded = load_model(folder)
     x = torch.rand(2, 3, 128, 128)
     torch.testing.assert_close(loaded.detect(x).scores, model.detect(x).scores)
+    # a folder written before the grid option was calibrated on the uniform grid and loads as such
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    legacy = {k: v for k, v in cfg.items() if k != "inversion_grid"}
+    legacy["normal_stats"] = {k[3:]: v for k, v in cfg["normal_stats"].items()}
+    (old / "config.json").write_text(json.dumps(legacy))
+    assert load_model(old).config.inversion_grid == "uniform"
+    with pytest.raises(ModelError, match="reference grid"):
+        load_model(old).detect(x, inversion_grid="reference")
     with pytest.raises(ModelError, match="S=5"):
         loaded.detect(x, steps=5)
     # A folder with pickle weights is refused before anything is read.

@@ -40,6 +40,10 @@ class InvADConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     inversion_steps: int = 3
+    # The DDIM grid of the inversion (``inversion.inversion_timesteps``): "reference", the
+    # reference code's {0, 500, 999} -> alpha_bar 0 at S = 3 (the default), or "uniform",
+    # {0, 333, 666} -> 999. Model folders written before the option existed load as "uniform".
+    inversion_grid: str = "reference"
     score: str = "nll+diff"  # which variant is the image score: "nll", "diff" or "nll+diff"
     map_blur_sigma: float = 4.0  # Gaussian blur of the upsampled norm map, pixels at image_size
     clip_reduce: str = "max"  # audio: how window scores become a clip score ("max" or "mean")
@@ -64,6 +68,8 @@ class InvADConfig:
     def __post_init__(self) -> None:
         if self.feature_norm not in ("position", "channel"):
             raise ValueError(f"feature_norm must be 'position' or 'channel', got {self.feature_norm!r}.")
+        if self.inversion_grid not in ("reference", "uniform"):
+            raise ValueError(f"inversion_grid must be 'reference' or 'uniform', got {self.inversion_grid!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

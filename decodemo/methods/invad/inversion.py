@@ -12,18 +12,32 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["inversion_timesteps", "ddim_invert", "nll_score", "diff_score", "norm_map"]
+__all__ = ["GRIDS", "stats_key", "inversion_timesteps", "ddim_invert", "nll_score", "diff_score", "norm_map"]
 
 
-def inversion_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
-    """Uniform grid from t = 0 to t = T - 1 with ``steps`` intervals: ``steps + 1`` points.
+GRIDS = ("reference", "uniform")
 
-    ``inversion_timesteps(1000, 3) == [0, 333, 666, 999]``.
+
+def inversion_timesteps(num_train_timesteps: int, steps: int, grid: str = "uniform") -> list[int]:
+    """The ``steps + 1`` points of an S-step inversion; the network is called at all but the last.
+
+    - ``"uniform"``: t = 0 to t = T - 1 in ``steps`` equal intervals,
+      ``inversion_timesteps(1000, 3) == [0, 333, 666, 999]``.
+    - ``"reference"``: the reference code's respaced grid (guided-diffusion's ``space_timesteps``):
+      the network at ``steps`` points spread over 0 .. T - 1 and a last step to alpha_bar = 0,
+      written as t = T: ``inversion_timesteps(1000, 3, "reference") == [0, 500, 999, 1000]``,
+      ``(1000, 1, "reference") == [0, 1000]``. At alpha_bar = 0 the last step returns the
+      predicted noise itself.
     """
     if steps < 1:
         raise ValueError(f"The number of inversion steps must be >= 1, got {steps}.")
     last = num_train_timesteps - 1
-    return [round(i * last / steps) for i in range(steps + 1)]
+    if grid == "uniform":
+        return [round(i * last / steps) for i in range(steps + 1)]
+    if grid == "reference":
+        inner = [0] if steps == 1 else [round(i * last / (steps - 1)) for i in range(steps)]
+        return inner + [num_train_timesteps]
+    raise ValueError(f"Unknown inversion grid {grid!r}; known: {', '.join(GRIDS)}.")
 
 
 def ddim_invert(
@@ -38,8 +52,10 @@ def ddim_invert(
         eps    = eps_model(x, t_i)
         x0_hat = (x - sqrt(1 - ab_i) eps) / sqrt(ab_i)
         x      = sqrt(ab_{i+1}) x0_hat + sqrt(1 - ab_{i+1}) eps
+    A last point t = T (``len(alphas_cumprod)``) stands for alpha_bar = 0.
     """
     ab = alphas_cumprod.to(device=x0.device, dtype=torch.float32)
+    ab = torch.cat([ab, ab.new_zeros(1)])  # index T: alpha_bar = 0
     x = x0.float()
     for t, t_next in zip(timesteps[:-1], timesteps[1:]):
         t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
@@ -47,6 +63,14 @@ def ddim_invert(
         x0_hat = (x - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
         x = ab[t_next].sqrt() * x0_hat + (1 - ab[t_next]).sqrt() * eps
     return x
+
+
+def stats_key(steps: int, grid: str = "uniform") -> str:
+    """The key of the normal-data statistics for S = ``steps`` on ``grid``: ``"3"`` (uniform, as
+    models have always stored it), ``"ref3"`` (reference); S = 0 (no inversion) is ``"0"``."""
+    if steps == 0 or grid == "uniform":
+        return str(steps)
+    return f"ref{steps}"
 
 
 def nll_score(z: torch.Tensor) -> torch.Tensor:

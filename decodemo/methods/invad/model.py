@@ -7,7 +7,7 @@ SkyShunsuke/InversionAD. See ``decodemo/methods/invad/README.md`` and METHODS.md
 What is kept from the paper: a diffusion model (T = 1000, linear betas 1e-4..0.02, epsilon
 prediction, MSE) trained on frozen pretrained features of normal images at strides
 2/4/8/16 resized to 16 x 16 and concatenated; S-step deterministic DDIM inversion from t = 0
-to T on a uniform grid (S = 3 by default); NLL = 0.5 ||z_T||^2 + D/2 log 2 pi and
+to T (S = 3 by default, on the reference code's grid or a uniform one); NLL = 0.5 ||z_T||^2 + D/2 log 2 pi and
 Diff = max - min of the per-position norms; the anomaly map = per-position ||z_T|| upsampled.
 
 Deviations, and why:
@@ -51,7 +51,14 @@ from decodemo.methods.base import (
     write_folder,
 )
 from decodemo.methods.invad.config import InvADConfig
-from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
+from decodemo.methods.invad.inversion import (
+    ddim_invert,
+    diff_score,
+    inversion_timesteps,
+    nll_score,
+    norm_map,
+    stats_key,
+)
 
 __all__ = ["InvAD", "SCORE_VARIANTS"]
 
@@ -135,13 +142,14 @@ class InvAD(nn.Module):
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
-    def invert(self, x0: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """S DDIM inversion steps from the standardised features ``x0``; ``steps=0`` returns
-        ``x0`` itself (the no-diffusion ablation: the features scored directly)."""
+    def invert(self, x0: torch.Tensor, steps: int | None = None, inversion_grid: str | None = None) -> torch.Tensor:
+        """S DDIM inversion steps (on ``inversion_grid``, default the config's) from the standardised
+        features ``x0``; ``steps=0`` returns ``x0`` itself (the no-diffusion ablation: the
+        features scored directly)."""
         steps = self.config.inversion_steps if steps is None else steps
         if steps == 0:
             return x0.float()
-        ts = inversion_timesteps(self.config.num_train_timesteps, steps)
+        ts = inversion_timesteps(self.config.num_train_timesteps, steps, inversion_grid or self.config.inversion_grid)
         return ddim_invert(lambda x, t: self.unet(x.to(self._dtype), t).sample, x0, self.alphas_cumprod, ts)
 
     @property
@@ -149,22 +157,26 @@ class InvAD(nn.Module):
         return next(self.unet.parameters()).dtype
 
     @torch.no_grad()
-    def raw_scores(self, x0: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def raw_scores(self, x0: torch.Tensor, steps: int | None = None,
+                   inversion_grid: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Standardised features -> (NLL ``(B,)``, Diff ``(B,)``, z_T ``(B, C, g, g)``)."""
-        z = self.invert(x0, steps)
+        z = self.invert(x0, steps, inversion_grid)
         return nll_score(z), diff_score(z), z
 
     @torch.no_grad()
-    def calibrate(self, normal_feats: torch.Tensor, steps_list: list[int], *, batch_size: int = 64) -> None:
-        """Store mean/std of NLL and Diff of NORMAL standardised features for each S."""
+    def calibrate(self, normal_feats: torch.Tensor, steps_list: list[int], *, batch_size: int = 64,
+                  inversion_grid: str | None = None) -> None:
+        """Store mean/std of NLL and Diff of NORMAL standardised features for each S (on
+        ``inversion_grid``, default the config's)."""
+        grid = inversion_grid or self.config.inversion_grid
         for s in steps_list:
             nll, diff = [], []
             for i in range(0, len(normal_feats), batch_size):
-                a, b, _ = self.raw_scores(normal_feats[i : i + batch_size].to(self.alphas_cumprod.device), s)
+                a, b, _ = self.raw_scores(normal_feats[i : i + batch_size].to(self.alphas_cumprod.device), s, grid)
                 nll.append(a.cpu())
                 diff.append(b.cpu())
             nll_t, diff_t = torch.cat(nll).double(), torch.cat(diff).double()
-            self.config.normal_stats[str(s)] = {
+            self.config.normal_stats[stats_key(s, grid)] = {
                 "nll_mean": float(nll_t.mean()),
                 "nll_std": float(nll_t.std().clamp_min(1e-6)) if len(nll_t) > 1 else 1.0,
                 "diff_mean": float(diff_t.mean()),
@@ -172,26 +184,30 @@ class InvAD(nn.Module):
                 "n": len(nll_t),
             }
 
-    def score_variants(self, nll: torch.Tensor, diff: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
-        stats = self.config.normal_stats.get(str(steps))
+    def score_variants(self, nll: torch.Tensor, diff: torch.Tensor, steps: int,
+                       inversion_grid: str | None = None) -> dict[str, torch.Tensor]:
+        grid = inversion_grid or self.config.inversion_grid
+        stats = self.config.normal_stats.get(stats_key(steps, grid))
         if stats is None:
             raise ModelError(
-                f"This invad model has no normal-data statistics for S={steps} inversion steps "
-                f"(it has {sorted(self.config.normal_stats, key=int)}). Calibrate it on normal data for S={steps}."
+                f"This invad model has no normal-data statistics for S={steps} inversion steps on the {grid} grid "
+                f"(it has {sorted(self.config.normal_stats)}). Calibrate it on normal data for S={steps}."
             )
         nll_z = (nll - stats["nll_mean"]) / stats["nll_std"]
         diff_z = (diff - stats["diff_mean"]) / stats["diff_std"]
         return {"nll": nll_z, "diff": diff_z, "nll+diff": nll_z + diff_z}
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor, *, category: str | None = None, steps: int | None = None) -> DetectionResult:
+    def detect(self, images: torch.Tensor, *, category: str | None = None, steps: int | None = None,
+               inversion_grid: str | None = None) -> DetectionResult:
         """Score ``images``; ``category`` is accepted for the shared contract (one model, one
-        category). ``steps`` overrides S; ``steps=0`` is the no-diffusion ablation."""
+        category). ``steps`` overrides S (``steps=0`` is the no-diffusion ablation) and
+        ``inversion_grid`` the config's grid."""
         steps = self.config.inversion_steps if steps is None else steps
         images = images.to(self.alphas_cumprod.device, torch.float32)
         x0 = self.encode(images)
-        nll, diff, z = self.raw_scores(x0, steps)
-        variants = self.score_variants(nll, diff, steps)
+        nll, diff, z = self.raw_scores(x0, steps, inversion_grid)
+        variants = self.score_variants(nll, diff, steps, inversion_grid)
         latent = norm_map(z)
         size = tuple(images.shape[-2:])
         sigma = self.config.map_blur_sigma * size[0] / self.config.image_size
@@ -234,6 +250,8 @@ class InvAD(nn.Module):
     ) -> "InvAD":
         if data.get("method") != cls.method_id:
             raise ModelError(f"{where}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
+        # folders written before the grid option were calibrated on the uniform grid
+        data = {"inversion_grid": "uniform", **data}
         model = cls(config_from_dict(InvADConfig, data, where=where))
         unet_sd = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
         try:
