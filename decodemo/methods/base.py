@@ -92,7 +92,7 @@ def config_from_dict(cls: type, data: dict[str, Any], *, where: str = "config") 
         raise ModelError(f"{where}: unknown field(s) {unknown} for {cls.__name__}.")
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a missing field, or a value the config refuses
         raise ModelError(f"{where}: {exc}") from exc
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from decodemo.features.efficientnet import DEFAULT_BLOCKS, LITE0_BLOCK_CHANNELS
+from decodemo.features.efficientnet import BACKBONES, block_channels, default_blocks
 
 __all__ = ["InvADConfig"]
 
@@ -14,7 +14,7 @@ __all__ = ["InvADConfig"]
 class InvADConfig:
     """Everything needed to rebuild an ``invad`` model and prepare its inputs.
 
-    Inputs are resized to ``image_size``; features of EfficientNet-Lite0 blocks
+    Inputs are resized to ``image_size``; features of EfficientNet-Lite (``backbone``) blocks
     ``feature_blocks`` are resized to ``grid x grid`` and standardised with the normal
     training features (per channel by default, or per channel and position: ``feature_norm``). A ``UNet2DModel`` (``block_out_channels``, self-attention at
     the lowest level) learns to predict the noise on them (T = ``num_train_timesteps``,
@@ -26,8 +26,10 @@ class InvADConfig:
     modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
     category: str | None = None
     image_size: int = 256
+    # "efficientnet-lite0" (default), "-lite1" or "-lite2" (larger members of the family, pip wheels)
     backbone: str = "efficientnet-lite0"
-    feature_blocks: list[int] = field(default_factory=lambda: list(DEFAULT_BLOCKS))
+    # the last block of each stage at strides 2/4/8/16 of the backbone when None
+    feature_blocks: list[int] | None = None
     grid: int = 16
     # "channel": one mean/std per channel (the paper, the default); "position": each channel at
     # each of the grid x grid positions (fits aligned objects only; a candidate of --select auto).
@@ -63,9 +65,13 @@ class InvADConfig:
 
     @property
     def feature_channels(self) -> int:
-        return sum(LITE0_BLOCK_CHANNELS[b] for b in self.feature_blocks)
+        return block_channels(self.backbone, self.feature_blocks)
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}.")
+        if self.feature_blocks is None:
+            self.feature_blocks = list(default_blocks(self.backbone))
         if self.feature_norm not in ("position", "channel"):
             raise ValueError(f"feature_norm must be 'position' or 'channel', got {self.feature_norm!r}.")
         if self.inversion_grid not in ("reference", "uniform"):

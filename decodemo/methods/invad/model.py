@@ -39,7 +39,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from decodemo.errors import ModelError
-from decodemo.features.efficientnet import EfficientNetLite0Features
+from decodemo.features.efficientnet import EfficientNetLiteFeatures
 from decodemo.maps import gaussian_blur, upsample
 from decodemo.methods.unet import unet2d
 from decodemo.methods.base import (
@@ -85,7 +85,8 @@ class InvAD(nn.Module):
     def __init__(self, config: InvADConfig) -> None:
         super().__init__()
         self.config = config
-        self.features = EfficientNetLite0Features(config.feature_blocks, image_size=config.image_size)
+        self.features = EfficientNetLiteFeatures(config.feature_blocks, image_size=config.image_size,
+                                                 backbone=config.backbone)
         self.unet = build_unet(config)
         sched = DDPMScheduler(
             num_train_timesteps=config.num_train_timesteps,
