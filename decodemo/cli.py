@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--manifest", type=Path, default=None, help="default: checkpoints/registry.json")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    cd = sub.add_parser("card", help="print a registry model's model card (what push uploads): figures, how its "
+                                     "settings were chosen with every validation candidate, deviations")
+    cd.add_argument("name", help="registry name, e.g. bottle/invad")
+    cd.add_argument("--out", type=Path, default=None, help="write it to this file instead")
+    cd.add_argument("--manifest", type=Path, default=None)
+
     u = sub.add_parser("push", help="upload a registry model with a generated model card to the Hugging Face Hub")
     u.add_argument("--model", required=True, help="registry name, e.g. bottle/invad")
     u.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if needed)")
@@ -474,6 +480,26 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_card(args) -> int:
+    from decodemo.errors import ModelError
+    from decodemo.methods.base import read_config
+    from decodemo.registry import load_manifest, model_card, resolve
+
+    path = _manifest(args)
+    entries = load_manifest(path)
+    if args.name not in entries:
+        raise ModelError(f"Unknown model {args.name!r}; the registry has: {', '.join(entries)}.")
+    entry = entries[args.name]
+    folder, _ = resolve(entry, root=path.parent)
+    card = model_card(entry, read_config(folder))
+    if args.out:
+        args.out.write_text(card)
+        print(f"Model card of {args.name} written to {args.out}")
+    else:
+        print(card)
+    return 0
+
+
 def _cmd_push(args) -> int:
     from decodemo.registry import push
 
@@ -532,7 +558,7 @@ def load_cli_model(spec, device: str, category: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
-               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate, "select": _cmd_select,
+               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate, "select": _cmd_select, "card": _cmd_card,
                "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
     try:
         return handler(args)

@@ -469,8 +469,9 @@ def selection_section(config: dict[str, Any] | None) -> str:
 def model_card(entry: Entry, config: dict[str, Any] | None = None) -> str:
     """A Hugging Face model card (README.md with YAML front matter) for ``entry``; ``config`` (the
     folder's ``config.json``) adds how its settings were chosen."""
-    figs = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
+    figs = "\n".join(f"| {k} | {v} |" if isinstance(v, int) or not isinstance(v, float) else f"| {k} | {v:.3f} |"
                      for k, v in entry.figures.items()) or "| (none recorded) | |"
+    article = "An" if entry.method[:1] in "aeiou" else "A"
     lic = entry.licence.lower()
     hf_licence = "cc-by-nc-sa-4.0" if "cc by-nc-sa 4.0" in lic else "other"
     return f"""---
@@ -485,8 +486,8 @@ tags:
 
 # decodemo `{entry.name}`
 
-A `{entry.method}` anomaly detector for **{entry.domain}** ({entry.modality}{', class ' + entry.class_id if entry.class_id else ''}),
-trained with [decodemo](https://github.com/) on normal data only. Load it with
+{article} `{entry.method}` anomaly detector for **{entry.domain}** ({entry.modality}{', class ' + entry.class_id if entry.class_id else ''}),
+trained with decodemo on normal data only. Load it with
 `decodemo.methods.load_model(folder)`; the folder holds `config.json` and `model.safetensors`
 (safetensors only, SHA-256 `{entry.sha256}`).
 

@@ -360,3 +360,16 @@ def test_model_card_lists_the_validation_candidates():
     assert "| S = 3 (paper) | 0.900 | 0.800 | 0.500 | 0.850 |" in text
     assert "| **S = 1** | 0.950 | 0.900 | 0.600 | 0.925 |" in text
     assert "decodemo select" in text and "21 normal inputs and 120 synthetic anomalies" in text
+
+
+def test_card_command_prints_the_shipped_models_card(tmp_path, capsys):
+    from decodemo.cli import main
+
+    assert main(["card", "bottle/invad"]) == 0
+    card = capsys.readouterr().out
+    assert card.startswith("---\nlibrary_name: decodemo") and "An `invad` anomaly detector for **bottle**" in card
+    assert "## How the settings were chosen" in card and "| n_test | 83 |" in card
+    assert main(["card", "bottle/recon", "--out", str(tmp_path / "card.md")]) == 0
+    assert (tmp_path / "card.md").read_text().startswith("---")
+    assert main(["card", "nowhere/invad"]) == 2
+    assert "Unknown model" in capsys.readouterr().err
