@@ -114,3 +114,17 @@ def test_maps_and_fusions():
     torch.testing.assert_close(fuse_maps(pm, lm), (pm * lm).sqrt())
     with pytest.raises(ValueError, match="fusion"):
         fuse_maps(pm, lm, "median")
+
+
+def test_pixel_map_clips_in_the_papers_units():
+    """The paper clips |diff| at 0.4 on images in [-1, 1]; on our [0, 1] images that is 0.2."""
+    from decodemo.methods.decodiff.deviation import pixel_map
+
+    a = torch.zeros(1, 3, 64, 64)
+    for d01, expected in ((0.1, 0.5), (0.2, 1.0), (0.3, 1.0)):
+        b = a.clone()
+        b[..., :, :] = d01
+        # the official computation on [-1, 1] images: clip(|2 d01|, 0, 0.4) * 2.5
+        official = min(2 * d01, 0.4) * 2.5
+        assert float(pixel_map(b, a, sigma_at_256=1e-6).mean()) == pytest.approx(official, abs=1e-4)
+        assert official == pytest.approx(expected)

@@ -79,7 +79,8 @@ class DeCoDiffConfig:
     inference_timesteps: list[int] = field(default_factory=lambda: [8, 6, 4, 2, 0])
     mask_ratio_max: float = 0.7
     shuffle_ratio_max: float = 0.3
-    pixel_clip: float = 0.4
+    # the paper's clip 0.4 is on images in [-1, 1]; ours are in [0, 1], where the same clip is 0.2
+    pixel_clip: float = 0.2
     pixel_sigma_at_256: float = 3.0
     latent_clip: float = 0.2
     latent_sigma: float = 1.0

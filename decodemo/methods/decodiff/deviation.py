@@ -143,9 +143,10 @@ def correct(
     return x
 
 
-def pixel_map(decoded_corr: torch.Tensor, decoded_in: torch.Tensor, *, clip: float = 0.4, sigma_at_256: float = 3.0) -> torch.Tensor:
-    """``|decode(z_corr) - decode(z_in)|``, max over colour channels, clipped to [0, clip],
-    scaled to [0, 1] and blurred (sigma 3 px at 256 px, scaled with size): ``(B, H, W)``."""
+def pixel_map(decoded_corr: torch.Tensor, decoded_in: torch.Tensor, *, clip: float = 0.2, sigma_at_256: float = 3.0) -> torch.Tensor:
+    """``|decode(z_corr) - decode(z_in)|`` of images in [0, 1], max over colour channels, clipped
+    to [0, clip], scaled to [0, 1] and blurred (sigma 3 px at 256 px, scaled with size):
+    ``(B, H, W)``. The default 0.2 is the paper's 0.4 on images in [-1, 1]."""
     diff = (decoded_corr - decoded_in).abs().amax(1).clamp(0, clip) / clip
     return gaussian_blur(diff, sigma_at_256 * diff.shape[-1] / 256)
 
