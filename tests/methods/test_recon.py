@@ -99,6 +99,35 @@ def test_detect_returns_reconstruction_and_is_reproducible(tiny):
     assert float((rec - normal).abs().mean()) < 0.08
 
 
+
+def test_averaged_draws_are_one_batch_equal_to_draw_by_draw(tiny):
+    """n_draws reconstructions run as one batch of n_draws x B, and equal the average of the
+    draws computed one by one with the same seeds."""
+    import copy
+
+    from decodemo.methods.recon.model import ddim_reconstruct, reverse_timesteps
+
+    model, layout, _, _ = tiny
+    from decodemo.inputs import image_tensor
+
+    m = copy.deepcopy(model)
+    m.config.n_draws = 3
+    x = torch.stack([image_tensor(s.path, 64) for s in layout.test[:2]])
+    calls = []
+    real = m.unet.forward
+    m.unet.forward = lambda a, t, *args, **kw: (calls.append(a.shape[0]), real(a, t, *args, **kw))[1]
+    _, w, w_hat = m.reconstruct(x)
+    assert calls == [6] * m.config.reverse_steps  # one call per step for all three draws of both inputs
+    m.unet.forward = real
+    ab = m.alphas_cumprod[m.config.t0]
+    ts = reverse_timesteps(m.config.t0, m.config.reverse_steps)
+    one_by_one = []
+    for k in range(3):
+        noise = torch.randn(w.shape[1:], generator=torch.Generator().manual_seed(m.config.noise_seed + k))
+        w_t = ab.sqrt() * w + (1 - ab).sqrt() * noise.expand_as(w)
+        one_by_one.append(ddim_reconstruct(lambda a, t: m.unet(a, t).sample, w_t, m.alphas_cumprod, ts))
+    torch.testing.assert_close(w_hat, torch.stack(one_by_one).mean(0), rtol=1e-4, atol=1e-5)
+
 def test_folder_round_trip_and_refusals(tiny, tmp_path):
     model, layout, folder, _ = tiny
     again = load_model(folder)

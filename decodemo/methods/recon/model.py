@@ -191,14 +191,15 @@ class Recon(nn.Module):
         ab = self.alphas_cumprod[cfg.t0]
         dtype = next(self.unet.parameters()).dtype
         timesteps = reverse_timesteps(cfg.t0, cfg.reverse_steps)
-        w_hat = torch.zeros_like(w)
-        for k in range(cfg.n_draws):  # average the reconstructions of n_draws seeded noise draws
-            g = torch.Generator(device="cpu").manual_seed(cfg.noise_seed + k)
-            noise = torch.randn(w.shape[1:], generator=g).to(w.device).expand_as(w)  # same noise for every input
-            w_t = ab.sqrt() * w + (1 - ab).sqrt() * noise
-            w_hat += ddim_reconstruct(lambda a, t: self.unet(a.to(dtype), t).sample, w_t, self.alphas_cumprod,
-                                      timesteps)
-        w_hat /= cfg.n_draws
+        # n_draws seeded noise draws (the same for every input), reconstructed as one batch of
+        # n_draws x B and averaged: one network call per step whatever n_draws is
+        k = cfg.n_draws
+        noise = torch.stack([torch.randn(w.shape[1:], generator=torch.Generator(device="cpu").manual_seed(cfg.noise_seed + i))
+                             for i in range(k)]).to(w.device)
+        w_t = ab.sqrt() * w.unsqueeze(0) + (1 - ab).sqrt() * noise.unsqueeze(1)  # (K, B, C, H, W)
+        rec = ddim_reconstruct(lambda a, t: self.unet(a.to(dtype), t).sample, w_t.flatten(0, 1), self.alphas_cumprod,
+                               timesteps)
+        w_hat = rec.view(k, *w.shape).mean(0).to(w.dtype)
         return self.from_wavelet(w_hat), w, w_hat
 
     @torch.no_grad()
