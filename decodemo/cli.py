@@ -379,7 +379,9 @@ def _cmd_select(args) -> int:
     elif method == "decodiff":
         from decodemo.training.decodiff import reselect_decodiff
 
-        model = reselect_decodiff(models[0], {lay.root.name: lay for lay in layouts}, select=args.select,
+        cats = set(models[0].config.categories)
+        names = [d.name if d.name in cats else d.resolve().name for d in args.data]  # a folder is its category
+        model = reselect_decodiff(models[0], dict(zip(names, layouts)), select=args.select,
                                   val_fraction=args.val_fraction)
     else:
         raise DecodemoError(f"{method} has no settings to select.")

@@ -237,3 +237,37 @@ def test_select_refuses_what_it_cannot_do(images, tmp_path, capsys):
     assert main(["select", "--model", str(tmp_path / "a"), "--data", str(images.root), "--data",
                  str(images.root)]) == 2
     assert "one --data" in capsys.readouterr().err
+
+
+def test_select_on_a_trained_decodiff_is_its_training_protocol(images, tmp_path):
+    from safetensors.torch import load_file
+
+    from decodemo.cli import main
+    from decodemo.methods import load_model
+    from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
+    from decodemo.training.decodiff import train_decodiff, train_vae
+
+    vae, _ = train_vae({"tex": images}, tmp_path / "vae", TrainSettings(steps=3, **FAST),
+                       config=VAEConfig(image_size=32, block_out_channels=[16, 32, 32], norm_num_groups=8),
+                       crop=16, val_fraction=0.34, **QUIET)
+    cfg = dict(block_out_channels=[32, 64], attention_levels=[1], norm_num_groups=8)
+    kw = dict(val_fraction=0.34, **QUIET)
+    auto, _ = train_decodiff({"tex": images}, vae, tmp_path / "auto", TrainSettings(steps=3, **FAST),
+                             config=DeCoDiffConfig(**cfg), **kw)
+    train_decodiff({"tex": images}, vae, tmp_path / "none", TrainSettings(steps=3, **FAST),
+                   config=DeCoDiffConfig(**cfg), select="none", **kw)
+    # the folder is named after its category, as train names categories
+    data = tmp_path / "tex"
+    data.symlink_to(images.root, target_is_directory=True)
+    rc, opened = _record(lambda: main(["select", "--model", str(tmp_path / "none"), "--data", str(data),
+                                       "--out", str(tmp_path / "re"), "--val-fraction", "0.34"]))
+    assert rc == 0 and [p for p in opened if "/test/" in p] == []
+    again = load_model(tmp_path / "re").config
+    assert len(again.selection["candidates"]) == 12 and again.selection["rerun"]
+    assert _figures(again.selection) == pytest.approx(_figures(auto.config.selection), abs=1e-4)
+    assert again.selection["chosen_settings"] == auto.config.selection["chosen_settings"]
+    assert again.threshold["tex"] == pytest.approx(auto.config.threshold["tex"], rel=1e-4)
+    a, b = load_file(tmp_path / "none" / "model.safetensors"), load_file(tmp_path / "re" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a folder for another category is refused with the model's categories named
+    assert main(["select", "--model", str(tmp_path / "none"), "--data", str(images.root)]) == 2
