@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--map-norm", default=None, choices=["global", "position", "row"],
                    help="recon: map standardisation (global; selected with --select auto)")
     t.add_argument("--reverse-steps", type=int, default=5, help="recon: DDIM reverse steps (NFE)")
-    t.add_argument("--feature-norm", default=None, choices=["position", "channel"],
-                   help="invad: standardise features per channel (the paper) or per channel and grid position "
-                        "(selected with --select auto)")
+    t.add_argument("--feature-norm", default=None, choices=["channel", "position", "row"],
+                   help="invad: standardise features per channel (the paper), per channel and grid position, or "
+                        "per channel and row (a spectrogram's frequency band); selected with --select auto "
+                        "(images: channel or position; audio: channel or row)")
     t.add_argument("--category", default=None, action="append",
                    help="category name per --data, in order (default: the data folders' names)")
     t.add_argument("--storage-dtype", default="float32", choices=["float32", "float16", "bfloat16"],

@@ -271,3 +271,25 @@ def test_select_on_a_trained_decodiff_is_its_training_protocol(images, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a folder for another category is refused with the model's categories named
     assert main(["select", "--model", str(tmp_path / "none"), "--data", str(images.root)]) == 2
+
+
+def test_invad_audio_candidates_standardise_per_frequency_row(tmp_path):
+    """For audio the second feature standardisation is per channel and frequency row (time
+    positions in a window are arbitrary); the statistics are shaped and computed that way."""
+    from decodemo.methods.invad import InvAD, InvADConfig
+    from decodemo.training.invad import AUDIO_NORMS, train_invad
+
+    root = tmp_path / "hum"
+    write_synthetic_layout(root, modality="audio", n_train=6, n_test_good=1, n_test_per_kind=1, seconds=2.0, seed=4)
+    cfg = InvADConfig(image_size=64, grid=8, block_out_channels=[16, 32], norm_num_groups=8)
+    model, _ = train_invad(scan_layout(root), tmp_path / "m", TrainSettings(steps=2, **FAST), config=cfg,
+                           val_fraction=0.34, calibrate_steps=(0,), **QUIET)
+    norms = {c["settings"]["feature_norm"] for c in model.config.selection["candidates"]}
+    assert norms == set(AUDIO_NORMS) == {"channel", "row"}
+    row = InvAD(InvADConfig(image_size=64, grid=8, block_out_channels=[16, 32], norm_num_groups=8, feature_norm="row"))
+    feats = torch.randn(20, row.config.feature_channels, 8, 8) * torch.arange(1, 9).view(1, 1, 8, 1)  # std grows by row
+    row.fit_feature_stats(feats)
+    assert tuple(row.feat_mean.shape) == (row.config.feature_channels, 8, 1)
+    torch.testing.assert_close(row.feat_std[0, :, 0], feats[:, 0].std(dim=(0, 2)), rtol=1e-4, atol=1e-4)
+    std = row.standardise(feats)
+    assert float(std[:, :, 7].std()) == pytest.approx(float(std[:, :, 0].std()), rel=0.2)  # every row unit scale

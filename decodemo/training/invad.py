@@ -28,7 +28,7 @@ from decodemo.training.validation import (
     validation_figures,
 )
 
-__all__ = ["train_invad", "reselect_invad", "ABLATION_STEPS", "PAPER_SETTINGS", "CANDIDATES"]
+__all__ = ["train_invad", "reselect_invad", "ABLATION_STEPS", "PAPER_SETTINGS", "CANDIDATES", "AUDIO_NORMS"]
 
 ABLATION_STEPS = (0, 1, 2, 3, 5, 10)  # S = 0: the no-diffusion ablation
 
@@ -49,10 +49,18 @@ PAPER_SETTINGS = {"feature_norm": "channel", "inversion_grid": "reference", "inv
 #: of its own; the grid and S are inference settings.
 CANDIDATES = {"feature_norm": ("channel", "position"), "inversion_grid": ("reference", "uniform"),
               "inversion_steps": (3, 1, 2, 5)}
+#: For audio the second standardisation is per frequency row: time positions in a window are arbitrary.
+AUDIO_NORMS = ("channel", "row")
+
+
+def _norms(modality: str) -> tuple[str, ...]:
+    return AUDIO_NORMS if modality == "audio" else CANDIDATES["feature_norm"]
 
 
 def _candidates(cfg: InvADConfig, key: str, select: str, fixed: tuple[str, ...]) -> list:
-    return [getattr(cfg, key)] if select == "none" or key in fixed else list(CANDIDATES[key])
+    if select == "none" or key in fixed:
+        return [getattr(cfg, key)]
+    return list(_norms(cfg.modality) if key == "feature_norm" else CANDIDATES[key])
 
 
 def train_invad(
@@ -76,8 +84,9 @@ def train_invad(
     (``threshold_quantile`` of the held-out normal scores), and, with synthetic anomalies made
     from them, the validation set (:mod:`decodemo.training.validation`) that
     ``settings.validate_every`` reports on and that ``select="auto"`` chooses the settings on:
-    feature standardisation per channel (the paper) or per channel and position (one UNet is
-    trained for each) and S in 1, 2, 3, 5. Settings named in ``fixed`` keep ``config``'s value;
+    feature standardisation per channel (the paper) or per channel and position (audio: per
+    channel and frequency row; one UNet is trained for each), the inversion grid and S in 1, 2,
+    3, 5. Settings named in ``fixed`` keep ``config``'s value;
     ``select="none"`` keeps ``config`` as given. No test data is used.
     """
     if select not in ("auto", "none"):
@@ -223,7 +232,9 @@ def reselect_invad(models: list[InvAD], layout: Layout, *, select: str = "auto",
         val_std = torch.cat([m.standardise(v.to(device)) for v in val_feats])
         for grid in grids:
             m.calibrate(val_std, sorted(set(calibrate_steps) | set(steps)), inversion_grid=grid)
-    ordered = {n: by_norm[n] for n in CANDIDATES["feature_norm"] if n in by_norm}
+    # the method's candidates first (the paper's per-channel one leading), then any other norm given
+    order = [n for n in _norms(first.modality) if n in by_norm] + [n for n in by_norm if n not in _norms(first.modality)]
+    ordered = {n: by_norm[n] for n in order}
     model = _choose_and_finish(ordered, val_feats, synth, grids, steps, layout_name=layout.root.name, select=select,
                                threshold_quantile=threshold_quantile, device=device, log=log)
     model.config.selection["rerun"] = (f"selection run on trained weights ({', '.join(ordered)}); "

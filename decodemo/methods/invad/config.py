@@ -32,7 +32,9 @@ class InvADConfig:
     feature_blocks: list[int] | None = None
     grid: int = 16
     # "channel": one mean/std per channel (the paper, the default); "position": each channel at
-    # each of the grid x grid positions (fits aligned objects only; a candidate of --select auto).
+    # each of the grid x grid positions (fits aligned objects only; the image candidate of
+    # --select auto); "row": each channel in each grid row (a spectrogram's frequency band; the
+    # audio candidate, since time positions in a window are arbitrary).
     feature_norm: str = "channel"
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128])
     layers_per_block: int = 1
@@ -72,8 +74,8 @@ class InvADConfig:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}.")
         if self.feature_blocks is None:
             self.feature_blocks = list(default_blocks(self.backbone))
-        if self.feature_norm not in ("position", "channel"):
-            raise ValueError(f"feature_norm must be 'position' or 'channel', got {self.feature_norm!r}.")
+        if self.feature_norm not in ("position", "channel", "row"):
+            raise ValueError(f"feature_norm must be 'channel', 'position' or 'row', got {self.feature_norm!r}.")
         if self.inversion_grid not in ("reference", "uniform"):
             raise ValueError(f"inversion_grid must be 'reference' or 'uniform', got {self.inversion_grid!r}.")
 

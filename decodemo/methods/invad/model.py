@@ -97,7 +97,8 @@ class InvAD(nn.Module):
         )
         self.register_buffer("alphas_cumprod", sched.alphas_cumprod.clone().float())
         c = config.feature_channels
-        shape = (c, config.grid, config.grid) if config.feature_norm == "position" else (c, 1, 1)
+        g = config.grid
+        shape = {"position": (c, g, g), "row": (c, g, 1), "channel": (c, 1, 1)}[config.feature_norm]
         self.register_buffer("feat_mean", torch.zeros(shape))
         self.register_buffer("feat_std", torch.ones(shape))
 
@@ -117,9 +118,10 @@ class InvAD(nn.Module):
     @torch.no_grad()
     def fit_feature_stats(self, raw_feats: torch.Tensor) -> None:
         """Mean/std of normal training features ``(N, C, g, g)``: per channel and position
-        (``feature_norm="position"``) or per channel. A position whose std is tiny gets a floor
-        of 0.1 x the channel's overall std, so a rare activation there stays finite."""
-        dims = (0,) if self.config.feature_norm == "position" else (0, 2, 3)
+        (``feature_norm="position"``), per channel and row (``"row"``: a spectrogram's frequency
+        band, whatever the time) or per channel. A position whose std is tiny gets a floor of
+        0.1 x the channel's overall std, so a rare activation there stays finite."""
+        dims = {"position": (0,), "row": (0, 3), "channel": (0, 2, 3)}[self.config.feature_norm]
         mean = raw_feats.mean(dim=dims, keepdim=True)[0]
         std = raw_feats.std(dim=dims, keepdim=True)[0]
         floor = raw_feats.std(dim=(0, 2, 3)).view(-1, 1, 1).clamp_min(1e-6) * 0.1
