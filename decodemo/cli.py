@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
     t.add_argument("--image-size", type=int, default=None, help="input size in pixels (invad 256, vae/decodiff 128)")
+    t.add_argument("--posterior", action="store_true",
+                   help="decodiff: train on a fresh sample of each latent's VAE posterior every step (the official "
+                        "training) instead of its mean")
     t.add_argument("--gpu-config", action="store_true", help="vae/decodiff: the larger GPU-sized networks")
     t.add_argument("--inversion-steps", type=int, default=None,
                    help="invad: S, DDIM inversion steps at test time (paper 3; selected with --select auto)")
@@ -275,7 +278,8 @@ def _cmd_train(args) -> int:
                 cfg.attention_levels = [2, 3]
                 cfg.layers_per_block = 2
             _, summary = train_decodiff(layouts, vae, args.out, _settings(args, "decodiff"), config=cfg,
-                                        val_fraction=args.val_fraction, resume=args.resume, select=args.select)
+                                        val_fraction=args.val_fraction, resume=args.resume, select=args.select,
+                                        posterior=args.posterior)
     print(f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s (final loss {summary['final_loss']}); "
           f"model written to {args.out}")
     return 0

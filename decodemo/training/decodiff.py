@@ -114,6 +114,23 @@ def _encode_all(vae: LatentVAE, images: torch.Tensor, device, batch: int = 32) -
 
 
 @torch.no_grad()
+def _encode_posterior_all(vae: LatentVAE, images: torch.Tensor, device, batch: int = 32):
+    parts = [vae.encode_posterior(images[i : i + batch].to(device)) for i in range(0, len(images), batch)]
+    return torch.cat([m.cpu() for m, _ in parts]), torch.cat([s.cpu() for _, s in parts])
+
+
+class _PosteriorSample(nn.Module):
+    """The DeCo-Diff loss on a fresh sample of each latent's VAE posterior at every step."""
+
+    def __init__(self, model: DeCoDiff) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.model(mean + std * torch.randn_like(mean), labels)
+
+
+@torch.no_grad()
 def _file_scores(model: DeCoDiff, files: list[torch.Tensor], category: str, reduce: str) -> list[float]:
     """One score per file: the image's, or the clip's windows reduced by ``reduce``."""
     if all(len(f) == 1 for f in files):
@@ -290,6 +307,7 @@ def train_decodiff(
     resume: bool = False,
     select: str = "auto",
     fixed: tuple[str, ...] = (),
+    posterior: bool = False,
     log=print,
 ) -> tuple[DeCoDiff, dict[str, Any]]:
     """Train one class-conditioned DeCo-Diff model on the normal training latents of all
@@ -301,7 +319,9 @@ def train_decodiff(
     the fusion (geometric, the paper's, then arithmetic, pixel, latent) and the latent-map blur
     (sigma 1, the paper's, then 0.5 and 2) on it, scored as the mean over categories. Settings in
     ``fixed`` keep ``config``'s value. Thresholds: the ``threshold_quantile`` of each
-    category's held-out normal scores. No test data is used.
+    category's held-out normal scores. No test data is used. With ``posterior``, every step
+    trains on a fresh sample of each latent's VAE posterior (the official training) instead of
+    its mean.
     """
     out_dir = Path(out_dir)
     cfg = config or DeCoDiffConfig()
@@ -315,17 +335,26 @@ def train_decodiff(
     torch.manual_seed(settings.seed)  # the UNet's initialisation
     model = DeCoDiff(cfg, vae).to(acc.device)
     t0 = time.perf_counter()
-    lat, lab, held = [], [], {}
+    lat, lab, stds, held = [], [], [], {}
     for idx, (name, layout) in enumerate(layouts.items()):
         f, v = _split_files(_per_file(layout, cfg.image_size, mel=cfg.mel, dense=True), val_fraction, settings.seed)
         held[name] = v
-        z = _encode_all(vae, torch.cat(f), acc.device)
+        if posterior:
+            z, z_std = _encode_posterior_all(vae, torch.cat(f), acc.device)
+            stds.append(z_std)
+        else:
+            z = _encode_all(vae, torch.cat(f), acc.device)
         lat.append(z)
         lab.append(torch.full((len(z),), idx, dtype=torch.long))
     most = max(len(z) for z in lat)
     reps = [int(np.ceil(most / len(z))) for z in lat]
     latents = torch.cat([z.repeat(r, 1, 1, 1)[:most] for z, r in zip(lat, reps)])
     labels = torch.cat([y.repeat(r)[:most] for y, r in zip(lab, reps)])
+    if posterior:
+        latent_std = torch.cat([z.repeat(r, 1, 1, 1)[:most] for z, r in zip(stds, reps)])
+        data, module = TensorDataset(latents, latent_std, labels), _PosteriorSample(model)
+    else:
+        data, module = TensorDataset(latents, labels), model
     log(f"DeCo-Diff: categories {cfg.categories}; {sum(len(z) for z in lat)} normal training latents "
         f"{tuple(latents.shape[1:])} (balanced to {len(latents)}), UNet "
         f"{sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters; encoded in {time.perf_counter() - t0:.0f} s.")
@@ -339,11 +368,14 @@ def train_decodiff(
                 out[f"{name}_val_{k}"] = v
         return out
 
-    summary = train_loop(model, TensorDataset(latents, labels), settings, checkpoint_dir=out_dir / "checkpoint",
-                         resume=resume, validate=validate, accelerator=acc, desc="decodiff")
-    model = acc.unwrap_model(model).eval()
+    summary = train_loop(module, data, settings, checkpoint_dir=out_dir / "checkpoint", resume=resume,
+                         validate=(lambda m: validate(m.model)) if posterior else validate, accelerator=acc,
+                         desc="decodiff")
+    unwrapped = acc.unwrap_model(module)
+    model = (unwrapped.model if posterior else unwrapped).eval()
     _finish(model, held, synth, select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
-    cfg.training = {"train_latents": int(sum(len(z) for z in lat)), "train_seconds": round(summary["seconds"], 1),
+    cfg.training = {"train_latents": int(sum(len(z) for z in lat)), "posterior_sampling": posterior,
+                    "train_seconds": round(summary["seconds"], 1),
                     "final_loss": summary["final_loss"], "history": summary["history"], **settings.to_dict(),
                     "device": str(acc.device)}
     model.save_pretrained(out_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -130,3 +131,21 @@ def test_a_pretrained_diffusers_vae_can_replace_our_own(tiny, tmp_path):
     torch.save({}, bad / "diffusion_pytorch_model.bin")
     with pytest.raises(ModelError, match="safetensors"):
         LatentVAE(VAEConfig(image_size=64, pretrained=str(bad)))
+
+
+def test_training_on_posterior_samples(tiny, tmp_path):
+    """``posterior=True`` trains on a fresh sample of each latent's VAE posterior: the posterior
+    mean is what ``encode`` returns, its std is positive, and the model trains and is recorded so."""
+    _, vae, layouts, _, _ = tiny
+    from decodemo.inputs import image_tensor
+
+    x = torch.stack([image_tensor(s.path, 64) for s in layouts["tex_a"].train[:4]])
+    mean, std = vae.encode_posterior(x)
+    torch.testing.assert_close(mean, vae.encode(x))
+    assert std.shape == mean.shape and bool((std > 0).all())
+    cfg = DeCoDiffConfig(block_out_channels=[32, 64], attention_levels=[1], norm_num_groups=8, dropout=0.1)
+    model, summary = train_decodiff(layouts, vae, tmp_path / "post", TrainSettings(steps=6, batch_size=8, device="cpu"),
+                                    config=cfg, val_fraction=0.15, select="none", posterior=True, log=lambda *_: None)
+    assert summary["steps"] == 6 and math.isfinite(summary["final_loss"])
+    assert json.loads((tmp_path / "post" / "config.json").read_text())["training"]["posterior_sampling"] is True
+    assert torch.isfinite(model.detect(x, category="tex_a").scores).all()

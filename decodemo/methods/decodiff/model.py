@@ -128,6 +128,13 @@ class LatentVAE(nn.Module):
         return (z - self.config.latent_shift) * self.config.latent_scale
 
     @torch.no_grad()
+    def encode_posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and std in the same scaled units as :meth:`encode` (whose
+        latents are the mean), for training on posterior samples as the official code does."""
+        post = self.vae.encode(self._channels(images) * 2 - 1).latent_dist
+        return (post.mean - self.config.latent_shift) * self.config.latent_scale, post.std * self.config.latent_scale
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         z = latents / self.config.latent_scale + self.config.latent_shift
         return ((self.vae.decode(z).sample + 1) / 2).clamp(0, 1)
