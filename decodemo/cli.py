@@ -106,12 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     sel = sub.add_parser("select", help="run train's setting selection and calibration on trained weights (a model "
                                       "trained before the selection existed), from train/good only")
     sel.add_argument("--model", required=True, type=Path, action="append",
-                   help="the model folder; invad takes several, one per feature standardisation, as candidates")
+                     help="the model folder; invad takes several, one per feature standardisation, as candidates")
     sel.add_argument("--data", required=True, type=Path, action="append",
-                   help="the folder layout the model was trained on (decodiff: one per category, in any order)")
+                     help="the folder layout the model was trained on (decodiff: one per category, in any order)")
     sel.add_argument("--out", type=Path, default=None, help="where to write the chosen model (default: the first --model)")
     sel.add_argument("--select", default="auto", choices=["auto", "none"],
-                   help="auto: choose by the selection rule; none: keep the model's settings, recalibrate only")
+                     help="auto: choose by the selection rule; none: keep the model's settings, recalibrate only")
     sel.add_argument("--val-fraction", type=float, default=0.1, help="the training's held-out share (default 0.1)")
 
     s = sub.add_parser("score", help="score files: one line per file with the score and decision")
@@ -370,9 +370,8 @@ def _cmd_select(args) -> int:
         raise DecodemoError("Only invad takes several --model folders (one per feature standardisation).")
     layouts = [scan_layout(d) for d in args.data]
     out = args.out or args.model[0]
-    if method == "invad" or method == "recon":
-        if len(layouts) != 1:
-            raise DecodemoError(f"{method} is trained on one folder layout; give one --data.")
+    if method in ("invad", "recon") and len(layouts) != 1:
+        raise DecodemoError(f"{method} is trained on one folder layout; give one --data.")
     if method == "invad":
         from decodemo.training.invad import reselect_invad
 
@@ -565,7 +564,8 @@ def load_cli_model(spec, device: str, category: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score, "models": _cmd_models,
-               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate, "select": _cmd_select, "card": _cmd_card,
+               "push": _cmd_push, "register": _cmd_register, "convert": _cmd_convert, "calibrate": _cmd_calibrate,
+               "select": _cmd_select, "card": _cmd_card,
                "reference": _cmd_reference, "compare": _cmd_compare}[args.command]
     try:
         return handler(args)
