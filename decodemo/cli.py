@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decodiff: train on a fresh sample of each latent's VAE posterior every step (the official "
                         "training) instead of its mean")
     t.add_argument("--gpu-config", action="store_true", help="vae/decodiff: the larger GPU-sized networks")
+    t.add_argument("--vae-downsampling", type=int, choices=[4, 8], default=8,
+                   help="vae/decodiff: the VAE's downsampling factor; 4 gives the paper's 32 x 32 latents at 128 px "
+                        "(default 8: 16 x 16)")
+    t.add_argument("--perceptual", type=float, default=0.0, metavar="WEIGHT",
+                   help="vae/decodiff: add a perceptual loss on frozen EfficientNet-Lite0 features to the VAE's "
+                        "pixel loss, with this weight (default 0: pixels only)")
+    t.add_argument("--augment", type=int, default=0, metavar="COPIES",
+                   help="decodiff: add this many seeded translated copies of each training input (the official "
+                        "loader's small translations, brightness and contrast; default 0)")
     t.add_argument("--inversion-steps", type=int, default=None,
                    help="invad: S, DDIM inversion steps at test time (paper 3; selected with --select auto)")
     t.add_argument("--backbone", default="efficientnet-lite0",
@@ -245,11 +254,14 @@ def _cmd_train(args) -> int:
                                  val_fraction=args.val_fraction, resume=args.resume, select=args.select,
                                  fixed=tuple(k for k, v in given.items() if v is not None))
     else:
-        from decodemo.methods.decodiff.config import GPU_VAE, DeCoDiffConfig, VAEConfig
+        from decodemo.methods.decodiff.config import CPU_VAE_F4, GPU_VAE, DeCoDiffConfig, VAEConfig
         from decodemo.methods.decodiff.model import LatentVAE
         from decodemo.training.decodiff import pretrained_vae, train_decodiff, train_vae
 
-        vae_cfg = VAEConfig(image_size=size, **(GPU_VAE if args.gpu_config else {}))
+        if args.gpu_config and args.vae_downsampling != 8:
+            raise DecodemoError("--gpu-config has its own VAE (downsampling 8); leave out --vae-downsampling.")
+        net = GPU_VAE if args.gpu_config else CPU_VAE_F4 if args.vae_downsampling == 4 else {}
+        vae_cfg = VAEConfig(image_size=size, perceptual_weight=args.perceptual, **net)
         if args.vae_pretrained:
             if args.vae is not None:
                 raise DecodemoError("Give either --vae (a trained vae folder) or --vae-pretrained, not both.")
@@ -279,7 +291,7 @@ def _cmd_train(args) -> int:
                 cfg.layers_per_block = 2
             _, summary = train_decodiff(layouts, vae, args.out, _settings(args, "decodiff"), config=cfg,
                                         val_fraction=args.val_fraction, resume=args.resume, select=args.select,
-                                        posterior=args.posterior)
+                                        posterior=args.posterior, augment=args.augment)
     print(f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s (final loss {summary['final_loss']}); "
           f"model written to {args.out}")
     return 0

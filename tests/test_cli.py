@@ -168,3 +168,17 @@ def test_baseline_train_evaluate_score(tmp_path, capsys):
     assert "nn" in text and "NFE per input 0;" in text and "Diffusion gain" not in text  # no ablation: no diffusion
     sample = sorted((data / "test" / "good").glob("*.png"))[0]
     assert main(["score", "--model", str(out), str(sample)]) == 0
+
+
+def test_train_vae_at_downsampling_4_with_a_perceptual_loss(tmp_path, capsys):
+    data = tmp_path / "tex"
+    write_synthetic_layout(data, modality="image", n_train=8, n_test_good=1, n_test_per_kind=1, size=64, seed=2)
+    out = tmp_path / "vae"
+    assert main(["train", "--method", "vae", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--batch-size", "4", "--image-size", "64", "--vae-downsampling", "4", "--perceptual", "0.5",
+                 "--device", "cpu"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["block_out_channels"] == [32, 64, 64] and cfg["perceptual_weight"] == 0.5
+    assert "latents 4 x 16 x 16" in capsys.readouterr().out
+    assert main(["train", "--method", "vae", "--data", str(data), "--out", str(tmp_path / "g"), "--gpu-config",
+                 "--vae-downsampling", "4"]) == 2

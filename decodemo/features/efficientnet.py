@@ -17,8 +17,8 @@ from torch import nn
 
 from decodemo.errors import ModelError
 
-__all__ = ["EfficientNetLiteFeatures", "EfficientNetLite0Features", "BACKBONES", "LITE0_BLOCK_CHANNELS",
-           "DEFAULT_BLOCKS", "block_channels", "default_blocks"]
+__all__ = ["EfficientNetLiteFeatures", "EfficientNetLite0Features", "PerceptualLoss", "BACKBONES",
+           "LITE0_BLOCK_CHANNELS", "DEFAULT_BLOCKS", "block_channels", "default_blocks"]
 
 #: Output channels and stride of each of the 16 MBConv blocks of EfficientNet-Lite0.
 LITE0_BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
@@ -118,6 +118,11 @@ class EfficientNetLiteFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.differentiable(images)
+
+    def differentiable(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`forward` with gradients flowing to ``images`` (the weights stay frozen), for
+        losses on features such as :class:`PerceptualLoss`."""
         x = (images - self.mean) / self.std
         x = self.stem(x)
         out = []
@@ -143,3 +148,31 @@ class EfficientNetLiteFeatures(nn.Module):
 
 #: The Lite0 extractor under its original name (``EfficientNetLiteFeatures`` with the default backbone).
 EfficientNetLite0Features = EfficientNetLiteFeatures
+
+
+class PerceptualLoss(nn.Module):
+    """A perceptual distance on frozen EfficientNet-Lite features, in the manner of LPIPS without
+    its learned weights: each block's features are unit-normalised over channels, and the loss is
+    the squared difference averaged over positions and summed over blocks.
+
+    Input: two ``(B, C, H, W)`` batches in [0, 1] (one-channel inputs are repeated to RGB).
+    Gradients flow to both; the network stays frozen. Blocks 0, 2 and 4 of Lite0 (strides 2, 4
+    and 8) weigh edges and small textures, what an autoencoder trained on pixels blurs.
+    """
+
+    def __init__(self, blocks: Sequence[int] = (0, 2, 4), *, image_size: int = 64,
+                 backbone: str = "efficientnet-lite0") -> None:
+        super().__init__()
+        self.features = EfficientNetLiteFeatures(blocks, image_size=image_size, backbone=backbone)
+
+    @staticmethod
+    def _rgb(x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        loss = a.new_zeros(())
+        for fa, fb in zip(self.features.differentiable(self._rgb(a)), self.features.differentiable(self._rgb(b))):
+            fa = fa / (fa.pow(2).sum(1, keepdim=True).sqrt() + 1e-8)
+            fb = fb / (fb.pow(2).sum(1, keepdim=True).sqrt() + 1e-8)
+            loss = loss + (fa - fb).pow(2).sum(1).mean()
+        return loss

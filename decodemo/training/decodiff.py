@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from decodemo.data.layout import Layout
 from decodemo.errors import DatasetError
+from decodemo.features.efficientnet import PerceptualLoss
 from decodemo.inputs import sample_tensors
 from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
@@ -36,7 +38,7 @@ from decodemo.metrics import threshold_at_normal_quantile
 from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
 
-__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "reselect_decodiff", "psnr", "CANDIDATES"]
+__all__ = ["train_vae", "pretrained_vae", "train_decodiff", "reselect_decodiff", "jitter", "psnr", "CANDIDATES"]
 
 #: What ``select="auto"`` tries: the paper's value first.
 CANDIDATES = {"fusion": ("geometric", "arithmetic", "pixel", "latent"), "latent_sigma": (1.0, 0.5, 2.0)}
@@ -94,18 +96,55 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class _CropLoss(nn.Module):
     """The VAE loss on random ``crop x crop`` windows: the autoencoder is convolutional, so
-    training on crops costs a fraction of full images on a CPU and it still runs on full images."""
+    training on crops costs a fraction of full images on a CPU and it still runs on full images.
+    With ``config.perceptual_weight`` > 0, a perceptual loss on frozen EfficientNet-Lite0
+    features of the reconstruction and the input is added (the frozen network is not saved)."""
 
     def __init__(self, vae: LatentVAE, crop: int) -> None:
         super().__init__()
         self.vae, self.crop = vae, crop
+        self.weight = float(vae.config.perceptual_weight)
+        side = min(crop, vae.config.image_size) if crop else vae.config.image_size
+        # a plain attribute list keeps the frozen network out of the checkpoint's state dict
+        self._perceptual = [PerceptualLoss(image_size=side)] if self.weight > 0 else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         s = images.shape[-1]
         if self.crop and self.crop < s:
             i, j = (int(v) for v in torch.randint(0, s - self.crop + 1, (2,)))
             images = images[..., i : i + self.crop, j : j + self.crop]
-        return self.vae(images)
+        if not self._perceptual:
+            return self.vae(images)
+        loss, rec, target = self.vae.training_terms(images)
+        perceptual = self._perceptual[0] = self._perceptual[0].to(images.device)
+        return loss + self.weight * perceptual(rec, target)
+
+
+def jitter(images: torch.Tensor, copies: int, *, seed: int, modality: str = "image") -> torch.Tensor:
+    """``copies`` seeded, slightly moved copies of each of ``images`` ``(N, C, H, W)`` in [0, 1],
+    as the official DeCo-Diff loader augments its normal training images: a translation of up to
+    H / 72 pixels (4 px at its 288 px) with the border repeated, and brightness and contrast
+    within 5 %. Spectrogram windows move along time only and keep their levels (the level is the
+    signal). Returns ``(copies * N, C, H, W)``, copy-major."""
+    if copies <= 0:
+        return images[:0]
+    g = torch.Generator().manual_seed(seed)
+    n, _, h, w = images.shape
+    m = max(1, round(h / 72))
+    padded = F.pad(images, (m, m, m, m), mode="replicate")
+    out = []
+    for _ in range(copies):
+        dx = torch.randint(-m, m + 1, (n,), generator=g)
+        dy = torch.zeros(n, dtype=torch.long) if modality == "audio" else torch.randint(-m, m + 1, (n,), generator=g)
+        moved = torch.stack([padded[k, :, m + int(dy[k]) : m + int(dy[k]) + h, m + int(dx[k]) : m + int(dx[k]) + w]
+                             for k in range(n)])
+        if modality != "audio":
+            bright = (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * 0.05
+            contrast = 1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * 0.05
+            mean = moved.mean((1, 2, 3), keepdim=True)
+            moved = ((moved - mean) * contrast + mean + bright).clamp(0, 1)
+        out.append(moved)
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -166,8 +205,10 @@ def train_vae(
         f, v = _split_files(_per_file(layout, cfg.image_size, mel=cfg.mel, dense=True), val_fraction, settings.seed)
         fit[name], held[name] = torch.cat(f), v
     data = torch.cat(list(fit.values()))
-    log(f"VAE: {len(data)} normal training images from {', '.join(layouts)} at {cfg.image_size} px, "
-        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, crops of {crop} px.")
+    log(f"VAE: {len(data)} normal training images from {', '.join(layouts)} at {cfg.image_size} px "
+        f"(latents {cfg.latent_channels} x {cfg.latent_size} x {cfg.latent_size}), "
+        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, crops of {crop} px"
+        + (f", perceptual weight {cfg.perceptual_weight:g}." if cfg.perceptual_weight > 0 else "."))
     summary = train_loop(_CropLoss(vae, crop), data, settings, checkpoint_dir=out_dir / "checkpoint", resume=resume,
                          accelerator=acc, desc="vae")
     vae = vae.to(acc.device).eval()
@@ -308,6 +349,7 @@ def train_decodiff(
     select: str = "auto",
     fixed: tuple[str, ...] = (),
     posterior: bool = False,
+    augment: int = 0,
     log=print,
 ) -> tuple[DeCoDiff, dict[str, Any]]:
     """Train one class-conditioned DeCo-Diff model on the normal training latents of all
@@ -321,7 +363,9 @@ def train_decodiff(
     ``fixed`` keep ``config``'s value. Thresholds: the ``threshold_quantile`` of each
     category's held-out normal scores. No test data is used. With ``posterior``, every step
     trains on a fresh sample of each latent's VAE posterior (the official training) instead of
-    its mean.
+    its mean. ``augment`` adds that many seeded translated copies of each training input
+    (:func:`jitter`, the official loader's small translations and brightness/contrast), encoded
+    once.
     """
     out_dir = Path(out_dir)
     cfg = config or DeCoDiffConfig()
@@ -339,11 +383,13 @@ def train_decodiff(
     for idx, (name, layout) in enumerate(layouts.items()):
         f, v = _split_files(_per_file(layout, cfg.image_size, mel=cfg.mel, dense=True), val_fraction, settings.seed)
         held[name] = v
+        x = torch.cat(f)
+        x = torch.cat([x, jitter(x, augment, seed=settings.seed + idx, modality=cfg.modality)])
         if posterior:
-            z, z_std = _encode_posterior_all(vae, torch.cat(f), acc.device)
+            z, z_std = _encode_posterior_all(vae, x, acc.device)
             stds.append(z_std)
         else:
-            z = _encode_all(vae, torch.cat(f), acc.device)
+            z = _encode_all(vae, x, acc.device)
         lat.append(z)
         lab.append(torch.full((len(z),), idx, dtype=torch.long))
     most = max(len(z) for z in lat)
@@ -375,6 +421,7 @@ def train_decodiff(
     model = (unwrapped.model if posterior else unwrapped).eval()
     _finish(model, held, synth, select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
     cfg.training = {"train_latents": int(sum(len(z) for z in lat)), "posterior_sampling": posterior,
+                    "augment_copies": augment,
                     "train_seconds": round(summary["seconds"], 1),
                     "final_loss": summary["final_loss"], "history": summary["history"], **settings.to_dict(),
                     "device": str(acc.device)}

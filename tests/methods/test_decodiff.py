@@ -135,8 +135,9 @@ def test_a_pretrained_diffusers_vae_can_replace_our_own(tiny, tmp_path):
 
 def test_training_on_posterior_samples(tiny, tmp_path):
     """``posterior=True`` trains on a fresh sample of each latent's VAE posterior: the posterior
-    mean is what ``encode`` returns, its std is positive, and the model trains and is recorded so."""
-    _, vae, layouts, _, _ = tiny
+    mean is what ``encode`` returns, its std is positive, and the model trains and is recorded so.
+    ``augment=1`` adds one translated copy of every training input."""
+    _, vae, layouts, root, _ = tiny
     from decodemo.inputs import image_tensor
 
     x = torch.stack([image_tensor(s.path, 64) for s in layouts["tex_a"].train[:4]])
@@ -145,7 +146,79 @@ def test_training_on_posterior_samples(tiny, tmp_path):
     assert std.shape == mean.shape and bool((std > 0).all())
     cfg = DeCoDiffConfig(block_out_channels=[32, 64], attention_levels=[1], norm_num_groups=8, dropout=0.1)
     model, summary = train_decodiff(layouts, vae, tmp_path / "post", TrainSettings(steps=6, batch_size=8, device="cpu"),
-                                    config=cfg, val_fraction=0.15, select="none", posterior=True, log=lambda *_: None)
+                                    config=cfg, val_fraction=0.15, select="none", posterior=True, augment=1,
+                                    log=lambda *_: None)
     assert summary["steps"] == 6 and math.isfinite(summary["final_loss"])
-    assert json.loads((tmp_path / "post" / "config.json").read_text())["training"]["posterior_sampling"] is True
+    training = json.loads((tmp_path / "post" / "config.json").read_text())["training"]
+    plain = json.loads((root / "model" / "config.json").read_text())["training"]
+    assert training["posterior_sampling"] is True and training["augment_copies"] == 1
+    assert training["train_latents"] == 2 * plain["train_latents"]
     assert torch.isfinite(model.detect(x, category="tex_a").scores).all()
+
+
+def test_jitter_moves_by_a_few_pixels_and_is_seeded():
+    """The official loader's augmentation: translations of at most H / 72 px with the border
+    repeated, brightness and contrast within 5 %; seeded; spectrograms move along time only."""
+    from decodemo.training.decodiff import jitter
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 144, 144, generator=g) * 0.5 + 0.25
+    a, b = jitter(x, 4, seed=7), jitter(x, 4, seed=7)
+    assert a.shape == (12, 3, 144, 144) and torch.equal(a, b)
+    assert not torch.equal(a, jitter(x, 4, seed=8))
+    assert jitter(x, 0, seed=7).shape == (0, 3, 144, 144)
+    m = 2  # 144 / 72
+    def residual(moved, shifted):  # least-squares fit moved = c * shifted + d on the inner window
+        u, v = shifted[:, m:-m, m:-m].flatten(), moved[:, m:-m, m:-m].flatten()
+        c, d = torch.linalg.lstsq(torch.stack([u, torch.ones_like(u)], 1), v[:, None]).solution.flatten()
+        return float((c * u + d - v).abs().max()), float(c)
+
+    for k, moved in enumerate(a):
+        src = x[k % 3]
+        # exactly one shift within +-m, with a small affine level change, explains each copy
+        err, contrast = min(residual(moved, src.roll((dy, dx), (1, 2))) for dy in range(-m, m + 1)
+                            for dx in range(-m, m + 1))
+        assert err < 1e-4 and abs(contrast - 1) <= 0.05 + 1e-4
+        assert abs(float(moved.mean() - src.mean())) <= 0.05 + 1e-3
+    audio = jitter(x, 3, seed=1, modality="audio")
+    for k, moved in enumerate(audio):  # levels kept, rows (frequencies) never move
+        src = x[k % 3]
+        assert any(torch.equal(moved[:, :, m:-m], src.roll(dx, 2)[:, :, m:-m]) for dx in range(-m, m + 1))
+
+
+def test_perceptual_loss_is_zero_on_equal_inputs_and_sends_gradients():
+    from decodemo.features.efficientnet import PerceptualLoss
+
+    loss = PerceptualLoss(image_size=32)
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 32, 32, generator=g)
+    assert float(loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    b = a.clone().requires_grad_(True)
+    blurred = torch.nn.functional.avg_pool2d(b, 3, 1, 1)
+    value = loss(blurred, a)
+    value.backward()
+    assert float(value.detach()) > 0 and b.grad is not None and float(b.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in loss.parameters())  # the network stays frozen
+    grey = torch.rand(2, 1, 32, 32, generator=g)
+    assert float(loss(grey, grey.flip(-1))) > 0  # one-channel inputs are repeated to RGB
+
+
+def test_f4_vae_with_a_perceptual_loss_trains_to_32_by_32_latents(tmp_path):
+    """``--vae-downsampling 4 --perceptual W``: three stages give 32 x 32 latents at 128 px; the
+    perceptual term trains, and the frozen feature network is not saved with the VAE."""
+    from decodemo.methods.decodiff.config import CPU_VAE_F4
+    from decodemo.methods.decodiff.model import LatentVAE
+
+    assert VAEConfig(image_size=128, **CPU_VAE_F4).latent_size == 32
+    write_synthetic_layout(tmp_path / "tex", modality="image", n_train=10, n_test_good=1, n_test_per_kind=1,
+                           size=64, seed=3)
+    layouts = {"tex": scan_layout(tmp_path / "tex")}
+    cfg = VAEConfig(image_size=64, perceptual_weight=0.5, **CPU_VAE_F4)
+    vae, summary = train_vae(layouts, tmp_path / "vae", TrainSettings(steps=4, batch_size=4, device="cpu"),
+                             config=cfg, crop=32, val_fraction=0.2, log=lambda *_: None)
+    assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+    again = LatentVAE.from_pretrained(tmp_path / "vae")
+    assert again.config.perceptual_weight == 0.5
+    assert not any(k.startswith(("features", "_perceptual")) for k in again.vae.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    assert again.encode(x).shape == (2, 4, 16, 16)

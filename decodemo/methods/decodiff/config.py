@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["VAEConfig", "DeCoDiffConfig", "CPU_VAE", "GPU_VAE"]
+__all__ = ["VAEConfig", "DeCoDiffConfig", "CPU_VAE", "CPU_VAE_F4", "GPU_VAE"]
 
 #: A small KL autoencoder that trains on two CPU cores (128 px -> 4 x 16 x 16, about 1 M parameters).
 CPU_VAE: dict[str, Any] = {"block_out_channels": [16, 32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
                            "norm_num_groups": 8}
+#: The same at downsampling factor 4 (three stages): 128 px -> 4 x 32 x 32, the paper's latent
+#: grid at half its image size (``train --vae-downsampling 4``).
+CPU_VAE_F4: dict[str, Any] = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
+                              "norm_num_groups": 8}
 #: A larger one for a GPU (256 px -> 4 x 32 x 32).
 GPU_VAE: dict[str, Any] = {"block_out_channels": [64, 128, 256, 256], "layers_per_block": 2, "latent_channels": 4,
                            "norm_num_groups": 32}
@@ -37,6 +41,9 @@ class VAEConfig:
     latent_channels: int = 4
     norm_num_groups: int = 8
     kl_weight: float = 1e-6
+    #: Weight of a perceptual loss on frozen EfficientNet-Lite0 features (``PerceptualLoss``)
+    #: added to the L1 + MSE reconstruction loss in training; 0 trains on pixels only.
+    perceptual_weight: float = 0.0
     latent_scale: float = 1.0
     latent_shift: float = 0.0
     categories: list[str] = field(default_factory=list)

@@ -111,12 +111,18 @@ class LatentVAE(nn.Module):
         self.vae = build_vae(config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.training_terms(images)[0]
+
+    def training_terms(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pixel loss (L1 + MSE + KL) and, for a perceptual term, the reconstruction and the
+        target, both in [0, 1] with the VAE's channels."""
         x = self._channels(images) * 2 - 1
         post = self.vae.encode(x).latent_dist
         z = post.sample()
         rec = self.vae.decode(z).sample
         kl = post.kl().mean() / x[0].numel()
-        return F.l1_loss(rec, x) + F.mse_loss(rec, x) + self.config.kl_weight * kl
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + self.config.kl_weight * kl
+        return loss, (rec + 1) / 2, (x + 1) / 2
 
     def _channels(self, images: torch.Tensor) -> torch.Tensor:
         # spectrogram windows arrive as grey RGB: a one-channel VAE takes their mean
