@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--map-norm", default=None, choices=["global", "position", "row"],
                    help="recon: map standardisation (global; selected with --select auto)")
     t.add_argument("--reverse-steps", type=int, default=5, help="recon: DDIM reverse steps (NFE)")
+    t.add_argument("--train-t-max", type=int, default=500,
+                   help="recon: training timesteps are drawn from [0, N); keep N above the largest t0 candidate "
+                        "(400) so every t0 is trained (default 500)")
     t.add_argument("--feature-norm", default=None, choices=["channel", "position", "row"],
                    help="invad: standardise features per channel (the paper), per channel and grid position, or "
                         "per channel and row (a spectrogram's frequency band); selected with --select auto "
@@ -249,7 +252,8 @@ def _cmd_train(args) -> int:
         (name, layout), = _one_layout(layouts, "recon").items()
         given = {"t0": args.t0, "n_draws": args.draws, "map_norm": args.map_norm}
         cfg = ReconConfig(image_size=size, reverse_steps=args.reverse_steps, category=name,
-                          storage_dtype=args.storage_dtype, **{k: v for k, v in given.items() if v is not None})
+                          train_t_max=args.train_t_max, storage_dtype=args.storage_dtype,
+                          **{k: v for k, v in given.items() if v is not None})
         _, summary = train_recon(layout, args.out, _settings(args, "recon"), config=cfg,
                                  val_fraction=args.val_fraction, resume=args.resume, select=args.select,
                                  fixed=tuple(k for k, v in given.items() if v is not None))

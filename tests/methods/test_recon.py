@@ -144,6 +144,8 @@ def test_folder_round_trip_and_refusals(tiny, tmp_path):
         load_model(bad)
     with pytest.raises(ModelError, match="map_norm"):
         Recon(ReconConfig(**{**TINY, "map_norm": "nonsense"}))
+    with pytest.raises(ModelError, match="train_t_max"):
+        Recon(ReconConfig(**{**TINY, "train_t_max": 0}))
 
 
 def test_benchmark_table_measures_a_model(tiny):

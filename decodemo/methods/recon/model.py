@@ -116,6 +116,8 @@ class Recon(nn.Module):
             raise ModelError(f"score must be one of {SCORE_VARIANTS}, not {config.score!r}.")
         if not 0 < config.t0 < config.num_train_timesteps:
             raise ModelError(f"t0 must be in 1..{config.num_train_timesteps - 1}, got {config.t0}.")
+        if not 0 < config.train_t_max <= config.num_train_timesteps:
+            raise ModelError(f"train_t_max must be in 1..{config.num_train_timesteps}, got {config.train_t_max}.")
         self.config = config
         self.unet = build_unet(config)
         self.features = EfficientNetLite0Features(config.feature_blocks, image_size=config.feature_size)
