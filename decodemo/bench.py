@@ -162,8 +162,11 @@ def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dic
                 reports.mkdir(parents=True, exist_ok=True)
                 (reports / f"{name}_{method}.json").write_text(json.dumps(rep, indent=1, default=float) + "\n")
             cfg = model.config
-            if method != "baseline" and not getattr(cfg, "selection", None):
+            selection = getattr(cfg, "selection", None) or {}
+            if method != "baseline" and not selection:
                 source += ", settings not selected"  # trained before validation-based selection
+            elif "rerun" in selection:
+                source += ", selected after training"  # `decodemo select` on the trained weights
             main = rep["overall"][rep["model"]["score"]]
             row: dict[str, Any] = {
                 "data": name, "method": method, "model": str(path), "source": source, "modality": layout.modality,

@@ -63,10 +63,17 @@ def test_bench_trains_evaluates_and_reports(tiny_sets, monkeypatch):
     html = (out / "bench.html").read_text()
     assert html.startswith("<!doctype html>") and "plotly" in html.lower() and "Diffusion gain" in html
     assert '<script src="http' not in html and len(html) > 1_000_000  # self-contained: plotly's JavaScript inlined
-    # a second run finds the trained models and trains nothing
+    assert by["invad"]["source"] == "trained (test)"
+    # selection rerun on the trained weights (`decodemo select`) is labelled as such; a second run
+    # finds the trained models and trains nothing
+    from decodemo.cli import main as cli
+
+    assert cli(["select", "--model", str(root / "runs" / "tex" / "invad"), "--data", str(data)]) == 0
     rc = bench.main(["--data", f"tex={data}", "--runs", str(root / "runs"), "--methods", "invad,baseline",
-                     "--repeats", "1"])
+                     "--repeats", "1", "--out", str(root / "again")])
     assert rc == 0
+    again = {r["method"]: r for r in json.loads((root / "again" / "bench.json").read_text())["rows"]}
+    assert again["invad"]["source"] == "trained (test), selected after training"
 
 
 def test_bench_refuses_unknown_methods_and_train_without_runs(tiny_sets):
