@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sel = sub.add_parser("select", help="run train's setting selection and calibration on trained weights (a model "
                                       "trained before the selection existed), from train/good only")
     sel.add_argument("--model", required=True, type=Path, action="append",
-                     help="the model folder; invad takes several, one per feature standardisation, as candidates")
+                     help="the model folder; invad takes several (one per feature standardisation and backbone) as "
+                          "candidates")
     sel.add_argument("--data", required=True, type=Path, action="append",
                      help="the folder layout the model was trained on (decodiff: one per category, in any order)")
     sel.add_argument("--out", type=Path, default=None, help="where to write the chosen model (default: the first --model)")
@@ -383,7 +384,7 @@ def _cmd_select(args) -> int:
         raise DecodemoError(f"The --model folders hold different methods ({sorted(methods)}).")
     method = methods.pop()
     if len(models) > 1 and method != "invad":
-        raise DecodemoError("Only invad takes several --model folders (one per feature standardisation).")
+        raise DecodemoError("Only invad takes several --model folders (one per feature standardisation and backbone).")
     layouts = [scan_layout(d) for d in args.data]
     out = args.out or args.model[0]
     if method in ("invad", "recon") and len(layouts) != 1:

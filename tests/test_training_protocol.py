@@ -14,6 +14,7 @@ import torch
 
 from decodemo.data.layout import scan_layout
 from decodemo.data.synthetic import write_synthetic_layout
+from decodemo.errors import ModelError
 from decodemo.training import TrainSettings
 from decodemo.training.validation import SELECTION_MARGIN, Candidate, choose, selection_score
 
@@ -169,6 +170,42 @@ def test_evaluate_reports_the_no_diffusion_ablation_and_gain(tmp_path):
 
 def _figures(selection: dict) -> dict:
     return {tuple(sorted(c["settings"].items())): c["score"] for c in selection["candidates"]}
+
+
+def test_select_compares_backbones_as_one_more_setting(images, tmp_path):
+    """Models on EfficientNet-Lite0 and -Lite1 features of the same data and split compete in one
+    selection: the backbone is a recorded setting, each model is scored with its own features,
+    and its candidates' figures and threshold are those of selecting on it alone."""
+    from decodemo.methods import load_model
+    from decodemo.methods.invad import InvADConfig
+    from decodemo.training.invad import reselect_invad, train_invad
+
+    cfg = dict(image_size=64, grid=8, block_out_channels=[16, 32], norm_num_groups=8)
+    kw = dict(val_fraction=0.34, calibrate_steps=(0, 1), select="none", **QUIET)
+    for backbone in ("efficientnet-lite0", "efficientnet-lite1"):
+        train_invad(images, tmp_path / backbone, TrainSettings(steps=6, **FAST),
+                    config=InvADConfig(**cfg, backbone=backbone), **kw)
+    both = reselect_invad([load_model(tmp_path / "efficientnet-lite1"), load_model(tmp_path / "efficientnet-lite0")],
+                          images, val_fraction=0.34, **QUIET)
+    sel = both.config.selection
+    assert len(sel["candidates"]) == 16 and sel["candidates"][0]["paper"]
+    assert sel["candidates"][0]["settings"]["backbone"] == "efficientnet-lite0"
+    assert {c["settings"]["backbone"] for c in sel["candidates"]} == {"efficientnet-lite0", "efficientnet-lite1"}
+    assert both.config.backbone == sel["chosen_settings"]["backbone"]
+    for backbone in ("efficientnet-lite0", "efficientnet-lite1"):
+        one = reselect_invad([load_model(tmp_path / backbone)], images, val_fraction=0.34, **QUIET)
+        mine = {k: v for k, v in _figures(sel).items() if ("backbone", backbone) in k}
+        assert {tuple(x for x in k if x[0] != "backbone"): v for k, v in mine.items()} == pytest.approx(
+            _figures(one.config.selection), abs=1e-4)
+    # the threshold comes from the chosen model's own features: the same as selecting nothing on it alone
+    chosen = load_model(tmp_path / both.config.backbone)
+    chosen.config.inversion_grid = both.config.inversion_grid
+    chosen.config.inversion_steps = both.config.inversion_steps
+    fixed = reselect_invad([chosen], images, select="none", val_fraction=0.34, **QUIET)
+    assert fixed.config.threshold == pytest.approx(both.config.threshold, rel=1e-4)
+    with pytest.raises(ModelError, match="one per feature standardisation and backbone"):
+        reselect_invad([load_model(tmp_path / "efficientnet-lite1"), load_model(tmp_path / "efficientnet-lite1")],
+                       images, val_fraction=0.34, **QUIET)
 
 
 def test_select_on_trained_weights_is_the_training_protocol(images, tmp_path):

@@ -45,6 +45,8 @@ def _features(model: InvAD, tensors: list[torch.Tensor], device: torch.device, b
 #: The paper's settings (Sakai & Hasegawa 2025): per-channel feature standardisation, S = 3 on
 #: the reference code's DDIM grid.
 PAPER_SETTINGS = {"feature_norm": "channel", "inversion_grid": "reference", "inversion_steps": 3}
+#: The backbone of every default (the paper's EfficientNet-B4 is not available offline).
+PAPER_BACKBONE = "efficientnet-lite0"
 #: What ``select="auto"`` tries, the paper's value first. Only the feature norm needs a training
 #: of its own; the grid and S are inference settings.
 CANDIDATES = {"feature_norm": ("channel", "position"), "inversion_grid": ("reference", "uniform"),
@@ -154,24 +156,38 @@ def train_invad(
 
 
 
-def _choose_and_finish(models: dict[str, InvAD], val_feats: list[torch.Tensor], synth, grids: list[str],
-                       steps: list[int], *, layout_name: str, select: str, threshold_quantile: float, device,
-                       log) -> InvAD:
-    """Score every (feature norm, grid, S) candidate on the validation set, keep one by the
-    selection rule, and set its threshold from the held-out normal files -> the chosen model."""
+def _choose_and_finish(models: dict[str, InvAD], val_feats: list[torch.Tensor] | dict[str, list[torch.Tensor]],
+                       synth, grids: list[str], steps: list[int], *, layout_name: str, select: str,
+                       threshold_quantile: float, device, log) -> InvAD:
+    """Score every (model, grid, S) candidate on the validation set, keep one by the selection
+    rule, and set its threshold from the held-out normal files -> the chosen model. ``models``
+    are the trained variants (one per feature norm, and per backbone when several compete);
+    ``val_feats`` the held-out normals' features, or a dict of them per backbone."""
     candidates = []
-    for norm, model in models.items():
+    backbones = {m.config.backbone for m in models.values()}
+    for label, model in models.items():
+        norm = model.config.feature_norm
         for grid in grids:
             for s_ in steps:
                 figures = validation_figures(model, synth, steps=s_, inversion_grid=grid)[model.config.score]
                 setting = {"feature_norm": norm, "inversion_grid": grid, "inversion_steps": s_}
-                candidates.append(Candidate.make(setting, figures, paper=setting == PAPER_SETTINGS))
-                log(f"  candidate feature_norm={norm}, grid={grid}, S={s_}: " + format_candidate(candidates[-1]))
+                paper = setting == PAPER_SETTINGS and model.config.backbone == PAPER_BACKBONE
+                if len(backbones) > 1:  # models of several backbones compete: the backbone is a setting
+                    setting = {"backbone": model.config.backbone, **setting}
+                candidates.append(Candidate.make(setting, figures, paper=paper))
+                candidates[-1]["model"] = label
+                log(f"  candidate {', '.join(f'{k}={v}' for k, v in setting.items())}: "
+                    + format_candidate(candidates[-1]))
     # the paper's setting (or the first candidate when it is not among them) goes first
     candidates.sort(key=lambda c: not c["paper"])
     chosen = choose(candidates) if select == "auto" else 0
     pick = candidates[chosen]["settings"]
-    model = models[pick["feature_norm"]]
+    label = candidates[chosen]["model"]
+    for c in candidates:
+        del c["model"]
+    model = models[label]
+    if isinstance(val_feats, dict):
+        val_feats = val_feats[model.config.backbone]
     cfg = model.config
     cfg.inversion_steps, cfg.inversion_grid = pick["inversion_steps"], pick["inversion_grid"]
     # keep the statistics of the chosen grid (and S = 0, the ablation) only
@@ -179,8 +195,7 @@ def _choose_and_finish(models: dict[str, InvAD], val_feats: list[torch.Tensor], 
                         if k == "0" or (k.startswith("ref") == (cfg.inversion_grid == "reference"))}
     cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
                                      n_anomalies=int(synth.labels.sum()))
-    log(f"selected feature_norm={pick['feature_norm']}, grid={pick['inversion_grid']}, S={pick['inversion_steps']} "
-        f"({SELECTION_RULE}).")
+    log(f"selected {', '.join(f'{k}={v}' for k, v in pick.items())} ({SELECTION_RULE}).")
 
     per_file = []
     for v in val_feats:
@@ -200,41 +215,53 @@ def reselect_invad(models: list[InvAD], layout: Layout, *, select: str = "auto",
                    threshold_quantile: float = 0.99, calibrate_steps: tuple[int, ...] = ABLATION_STEPS,
                    log=print) -> InvAD:
     """Run :func:`train_invad`'s selection and calibration on already trained UNets of the same
-    data and split (one per feature standardisation, e.g. a model trained before the selection
-    existed and one trained with the other norm) -> the chosen model, its ``selection`` and
-    threshold rewritten. The S candidates need no training; a feature norm without a model is
-    not a candidate. The fit / held-out split is the training's own (its seed)."""
+    data and split -> the chosen model, its ``selection`` and threshold rewritten.
+
+    The models may differ in feature standardisation (e.g. a model trained before the selection
+    existed and one trained with the other norm) and in backbone (EfficientNet-Lite0, -Lite1 or
+    -Lite2 features, each with its own UNet); then the backbone is a recorded setting too. The
+    grid and S candidates need no training; a variant without a model is not a candidate. The
+    fit / held-out split is the training's own (its seed), so all models must share it."""
     if not models:
         raise ModelError("reselect_invad needs at least one trained invad model.")
-    by_norm: dict[str, InvAD] = {}
+    variants: dict[str, InvAD] = {}
     first = models[0].config
+    seed = int(first.training.get("seed", 0))
+    several = len({m.config.backbone for m in models}) > 1
     for m in models:
         c = m.config
-        if c.feature_norm in by_norm:
-            raise ModelError(f"Two models with feature_norm={c.feature_norm}; give one per feature standardisation.")
-        same = ("backbone", "feature_blocks", "image_size", "modality", "mel", "grid")
-        if any(getattr(c, k) != getattr(first, k) for k in same):
-            raise ModelError("The models differ in their features or inputs (" + ", ".join(same) + "); they must "
-                             "come from the same data and backbone.")
-        by_norm[c.feature_norm] = m.eval()
-    seed = int(first.training.get("seed", 0))
+        label = f"{c.feature_norm}/{c.backbone}" if several else c.feature_norm
+        if label in variants:
+            raise ModelError(f"Two models with feature_norm={c.feature_norm} and backbone={c.backbone}; give one "
+                             "per feature standardisation and backbone.")
+        same = ("image_size", "modality", "mel", "grid")
+        if any(getattr(c, k) != getattr(first, k) for k in same) or int(c.training.get("seed", 0)) != seed:
+            raise ModelError("The models differ in their inputs or split (" + ", ".join(same) + ", seed); they "
+                             "must come from the same data and training split.")
+        variants[label] = m.eval()
     mel = MelConfig.from_dict(first.mel) if first.mel else None
     device = next(models[0].parameters()).device
     paths = [s.path for s in layout.train]
     _, val_idx = split_normal(len(paths), val_fraction, seed)
     val_t = sample_tensors([paths[i] for i in val_idx], modality=first.modality, size=first.image_size, mel=mel,
                            desc="held-out normal inputs")
-    val_feats = _features(models[0], val_t, device)
+    # the held-out normals' features, once per backbone
+    val_feats = {}
+    for m in variants.values():
+        if m.config.backbone not in val_feats:
+            val_feats[m.config.backbone] = _features(m, val_t, device)
     synth = build_validation_set(val_t, modality=first.modality, seed=seed)
     steps = list(CANDIDATES["inversion_steps"]) if select == "auto" else [first.inversion_steps]
     grids = list(CANDIDATES["inversion_grid"]) if select == "auto" else [first.inversion_grid]
-    for m in by_norm.values():
-        val_std = torch.cat([m.standardise(v.to(device)) for v in val_feats])
+    for m in variants.values():
+        val_std = torch.cat([m.standardise(v.to(device)) for v in val_feats[m.config.backbone]])
         for grid in grids:
             m.calibrate(val_std, sorted(set(calibrate_steps) | set(steps)), inversion_grid=grid)
-    # the method's candidates first (the paper's per-channel one leading), then any other norm given
-    order = [n for n in _norms(first.modality) if n in by_norm] + [n for n in by_norm if n not in _norms(first.modality)]
-    ordered = {n: by_norm[n] for n in order}
+    # the method's candidates first (the paper's per-channel one on Lite0 leading), then the others
+    rank = {n: i for i, n in enumerate(_norms(first.modality))}
+    order = sorted(variants, key=lambda k: (variants[k].config.backbone != PAPER_BACKBONE,
+                                            rank.get(variants[k].config.feature_norm, len(rank))))
+    ordered = {k: variants[k] for k in order}
     model = _choose_and_finish(ordered, val_feats, synth, grids, steps, layout_name=layout.root.name, select=select,
                                threshold_quantile=threshold_quantile, device=device, log=log)
     model.config.selection["rerun"] = (f"selection run on trained weights ({', '.join(ordered)}); "
