@@ -134,8 +134,8 @@ def train_invad(
                                     resume=resume, steps_list=sorted(set(calibrate_steps) | set(steps)), grids=grids,
                                     log=log)
         models[norm], summaries[norm] = model, summary
-    model = _choose_and_finish(models, val_feats, synth, grids, steps, layout_name=layout.root.name, select=select,
-                               threshold_quantile=threshold_quantile, device=acc.device, log=log)
+    model = _choose_and_finish(models, {cfg.backbone: val_feats}, synth, grids, steps, layout_name=layout.root.name,
+                               select=select, threshold_quantile=threshold_quantile, device=acc.device, log=log)
     cfg = model.config
     summary = summaries[cfg.feature_norm]
     cfg.training = {
@@ -156,13 +156,13 @@ def train_invad(
 
 
 
-def _choose_and_finish(models: dict[str, InvAD], val_feats: list[torch.Tensor] | dict[str, list[torch.Tensor]],
-                       synth, grids: list[str], steps: list[int], *, layout_name: str, select: str,
-                       threshold_quantile: float, device, log) -> InvAD:
+def _choose_and_finish(models: dict[str, InvAD], val_feats: dict[str, list[torch.Tensor]], synth, grids: list[str],
+                       steps: list[int], *, layout_name: str, select: str, threshold_quantile: float, device,
+                       log) -> InvAD:
     """Score every (model, grid, S) candidate on the validation set, keep one by the selection
     rule, and set its threshold from the held-out normal files -> the chosen model. ``models``
     are the trained variants (one per feature norm, and per backbone when several compete);
-    ``val_feats`` the held-out normals' features, or a dict of them per backbone."""
+    ``val_feats`` the held-out normals' features per backbone."""
     candidates = []
     backbones = {m.config.backbone for m in models.values()}
     for label, model in models.items():
@@ -186,8 +186,7 @@ def _choose_and_finish(models: dict[str, InvAD], val_feats: list[torch.Tensor] |
     for c in candidates:
         del c["model"]
     model = models[label]
-    if isinstance(val_feats, dict):
-        val_feats = val_feats[model.config.backbone]
+    val_feats = val_feats[model.config.backbone]
     cfg = model.config
     cfg.inversion_steps, cfg.inversion_grid = pick["inversion_steps"], pick["inversion_grid"]
     # keep the statistics of the chosen grid (and S = 0, the ablation) only
