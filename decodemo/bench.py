@@ -21,6 +21,12 @@ Everything printed is measured.
         --runs runs/bench --train --preset quick --out runs/bench/report
 
 ``--train-only`` trains what is missing and stops (to prepare long trainings in the background).
+
+To show a change beside what it replaced, ``--before NAME/METHOD=DIR[#CATEGORY]`` names the
+earlier model of a cell: it is timed again in this run, on the same inputs (timings on one
+machine are only comparable within one run), and ``--before-figures FILE`` (the ``bench.json``
+of the earlier run) adds its accuracy figures. The table then has before columns and the
+latency ratio after / before.
 """
 
 from __future__ import annotations
@@ -139,10 +145,14 @@ def _figures(metrics: dict[str, float], audio: bool) -> dict[str, float | None]:
 
 @torch.no_grad()
 def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dict[str, int] | None = None,
-        repeats: int = 3, reports: Path | None = None, log=print) -> list[dict[str, Any]]:
+        repeats: int = 3, reports: Path | None = None, before: dict | None = None,
+        before_rows: list[dict] | None = None, log=print) -> list[dict[str, Any]]:
     """Evaluate every resolved model (with its ablation) on its set's test inputs -> one row each.
     With ``reports``, each model's full evaluation report (the ``evaluate --json`` format, which
-    ``register --figures`` reads) is written there as ``NAME_METHOD.json``."""
+    ``register --figures`` reads) is written there as ``NAME_METHOD.json``. ``before`` maps
+    (NAME, METHOD) to (DIR, CATEGORY) of the model a cell replaces: it is timed on the same inputs
+    in this run, and its accuracy figures are taken from ``before_rows`` (an earlier run's rows)."""
+    earlier = {(r["data"], r["method"]): r for r in before_rows or []}
     rows = []
     for name, folder in data.items():
         layout = subset(scan_layout(folder, require_train=False, require_test=True), (limits or {}).get(name))
@@ -181,6 +191,9 @@ def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dic
                 row["gain"] = {k: (row[k] - v if row[k] is not None and v is not None else None)
                                for k, v in row["ablation"].items()}
             row.update(measure_speed(model, speed_files, modality=layout.modality, repeats=repeats, **kwargs))
+            if (name, method) in (before or {}):
+                row["before"] = _before(before[(name, method)], earlier.get((name, method)), speed_files,
+                                        layout.modality, repeats, device)
             rows.append(row)
             log(f"{name}/{method}: AUROC {_f(row['auroc'])}, pixel AUROC {_f(row['pixel_auroc'])}, "
                 f"AUPRO/pAUC {_f(row['aupro'])}" + (f"; no diffusion {_f(row['ablation']['auroc'])}, gain "
@@ -188,6 +201,20 @@ def run(data: dict[str, Path], models: dict, *, device: str = "cpu", limits: dic
                 + f"; {row['latency_b1_s'] * 1000:.0f} ms at batch 1")
             del model
     return rows
+
+
+def _before(spec, earlier: dict | None, files, modality: str, repeats: int, device: str) -> dict[str, Any]:
+    path, category = spec
+    old = load_model(path, device=device)
+    kwargs = {"category": category} if category else {}
+    if getattr(old.config, "categories", None) and not category:
+        kwargs["category"] = old.config.categories[0]
+    out: dict[str, Any] = {"model": str(path), "settings": _settings_of(old.config),
+                           **measure_speed(old, files, modality=modality, repeats=repeats, **kwargs)}
+    if earlier:
+        out.update({k: earlier.get(k) for k in ("auroc", "pixel_auroc", "aupro")})
+    del old
+    return out
 
 
 def _settings_of(cfg) -> str:
@@ -206,9 +233,12 @@ def _f(v, signed: bool = False) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """One table: per set and method, figures, the no-diffusion ablation and the gain."""
+    has_before = any("before" in r for r in rows)
     head = ("| data | method | settings | image / clip AUROC | pixel AUROC | AUPRO / pAUC | no diffusion: AUROC "
-            "/ pixel / AUPRO | diffusion gain (AUROC / pixel / AUPRO) | NFE | latency, batch 1 |")
-    lines = [head, "|" + "---|" * 10]
+            "/ pixel / AUPRO | diffusion gain (AUROC / pixel / AUPRO) | NFE | latency, batch 1 | throughput, batch 16 |")
+    if has_before:
+        head += " before: AUROC / pixel / AUPRO | before: latency, throughput (this run) | latency after / before |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         a, g = r.get("ablation"), r.get("gain")
         abl = " / ".join(_f(a[k]) for k in ("auroc", "pixel_auroc", "aupro")) if a else "-"
@@ -217,7 +247,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         label = f"**{r['method']}** (reference)" if r["method"] == "baseline" else r["method"]
         lines.append(f"| {r['data']} | {label} | {r['settings']} ({r['source']}) | {_f(r['auroc'])} | "
                      f"{_f(r['pixel_auroc'])} | {_f(r['aupro'])} | {abl} | {gain} | {r['nfe']} | "
-                     f"{r['latency_b1_s'] * 1000:.0f} ms per {unit} |")
+                     f"{r['latency_b1_s'] * 1000:.0f} ms per {unit} | {r['throughput_b16']:.1f} {unit}s/s |")
+        if has_before:
+            b = r.get("before")
+            if b:
+                acc = " / ".join(_f(b.get(k)) for k in ("auroc", "pixel_auroc", "aupro"))
+                lines[-1] += (f" {acc} | {b['latency_b1_s'] * 1000:.0f} ms, {b['throughput_b16']:.1f} {unit}s/s | "
+                              f"{r['latency_b1_s'] / b['latency_b1_s']:.2f}x |")
+            else:
+                lines[-1] += " - | - | - |"
     return "\n".join(lines)
 
 
@@ -266,6 +304,15 @@ def html_report(rows: list[dict[str, Any]], *, title: str, where: str) -> str:
             + fig.to_html(full_html=False, include_plotlyjs=True) + "</body></html>")
 
 
+def _cells(items, what) -> dict[tuple[str, str], tuple[Path, str | None]]:
+    out = {}
+    for key, value in _parse_pairs(items, what).items():
+        name, _, method = key.partition("/")
+        folder, _, category = value.partition("#")
+        out[(name, method)] = (Path(folder), category or None)
+    return out
+
+
 def _parse_pairs(items, what):
     out = {}
     for item in items:
@@ -288,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
     p.add_argument("--limit", action="append", default=[], metavar="NAME=N",
                    help="evaluate a seeded random N of NAME's test files (the same for every method)")
+    p.add_argument("--before", action="append", default=[], metavar="NAME/METHOD=DIR[#CATEGORY]",
+                   help="the model a cell replaces: timed again in this run and shown beside it (repeatable)")
+    p.add_argument("--before-figures", type=Path, default=None, metavar="BENCH_JSON",
+                   help="an earlier run's bench.json: the accuracy figures of the --before models")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per latency figure (median)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, default=None, help="folder for bench.md, bench.html and bench.json")
@@ -300,11 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise SystemExit(f"Unknown method(s) {sorted(unknown)}; known: {', '.join(METHODS)}.")
-    given = {}
-    for key, value in _parse_pairs(args.model, "--model").items():
-        name, _, method = key.partition("/")
-        folder, _, category = value.partition("#")
-        given[(name, method)] = (Path(folder), category or None)
+    given, before = _cells(args.model, "--model"), _cells(args.before, "--before")
+    before_rows = json.loads(args.before_figures.read_text())["rows"] if args.before_figures else None
     if (args.train or args.train_only) and args.runs is None:
         raise SystemExit("--train needs --runs DIR (where the trained models are kept).")
     models = resolve_models(data, given, runs=args.runs, train=args.train or args.train_only, preset=args.preset,
@@ -315,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = {k: int(v) for k, v in _parse_pairs(args.limit, "--limit").items()}
     t0 = time.perf_counter()
     rows = run(data, models, device=device, limits=limits, repeats=args.repeats,
-               reports=args.out / "reports" if args.out else None)
+               reports=args.out / "reports" if args.out else None, before=before, before_rows=before_rows)
     where = (torch.cuda.get_device_name() if device.startswith("cuda") else
              f"CPU, {torch.get_num_threads()} threads") + f"; evaluated in {time.perf_counter() - t0:.0f} s"
     table = markdown(rows)

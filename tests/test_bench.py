@@ -69,11 +69,21 @@ def test_bench_trains_evaluates_and_reports(tiny_sets, monkeypatch):
     from decodemo.cli import main as cli
 
     assert cli(["select", "--model", str(root / "runs" / "tex" / "invad"), "--data", str(data)]) == 0
+    # the model a cell replaces is timed again in this run, beside it, with the earlier run's figures
     rc = bench.main(["--data", f"tex={data}", "--runs", str(root / "runs"), "--methods", "invad,baseline",
-                     "--repeats", "1", "--out", str(root / "again")])
+                     "--repeats", "1", "--out", str(root / "again"),
+                     "--before", f"tex/invad={root / 'runs' / 'tex' / 'invad'}", "--before-figures", str(out / "bench.json")])
     assert rc == 0
     again = {r["method"]: r for r in json.loads((root / "again" / "bench.json").read_text())["rows"]}
     assert again["invad"]["source"] == "trained (test), selected after training"
+    b = again["invad"]["before"]
+    assert b["auroc"] == pytest.approx(inv["auroc"]) and b["latency_b1_s"] > 0 and b["throughput_b16"] > 0
+    assert "before" not in again["baseline"]
+    md = (root / "again" / "bench.md").read_text()
+    header, _, inv_line = (md.splitlines()[i] for i in (2, 3, 4))
+    assert "throughput, batch 16" in header and "latency after / before" in header
+    ratio = again["invad"]["latency_b1_s"] / b["latency_b1_s"]
+    assert f"{ratio:.2f}x" in md and header.count("|") == inv_line.count("|")
 
 
 def test_bench_refuses_unknown_methods_and_train_without_runs(tiny_sets):
