@@ -49,6 +49,9 @@ METHOD_TITLES = {
 DOMAIN_TITLES = {
     "bottle": "Bottle (MVTec AD)",
     "elpv": "Solar cells (elpv)",
+    "screw": "Screw (MVTec AD)",
+    "ball_screw": "Ball-screw drive surface",
+    "fabric": "Fabric (AITEX)",
     "texture": "Synthetic texture",
     "fan": "Fan (machine sound)",
     "hum": "Synthetic machine hum",

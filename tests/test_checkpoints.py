@@ -26,7 +26,7 @@ def test_every_shipped_model_is_safetensors_and_small():
         names = {p.name for p in folder.iterdir() if p.is_file()}
         assert names == {"config.json", "model.safetensors"}, folder
     total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
-    assert total < 150e6
+    assert total < 250e6  # raised from 150 MB when screw, ball_screw and fabric got their own models
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
