@@ -43,10 +43,11 @@ from decodemo.bench_methods import default_model, measure_speed, subset
 from decodemo.data.layout import Layout, scan_layout
 from decodemo.evaluation import evaluate
 from decodemo.methods import load_model
+from decodemo.methods.catalogue import DETECTORS
 
 __all__ = ["METHODS", "PRESETS", "train_method", "run", "markdown", "html_report", "main"]
 
-METHODS = ("invad", "decodiff", "recon", "baseline")
+METHODS = DETECTORS
 #: Training budgets: steps (and batch sizes) per method. ``full`` is each method's default.
 PRESETS: dict[str, dict[str, dict[str, int]]] = {
     "quick": {"invad": {"steps": 300, "batch_size": 32}, "recon": {"steps": 300, "batch_size": 8},

@@ -35,9 +35,10 @@ from decodemo.evaluation import evaluate
 from decodemo.inputs import audio_input, image_tensor
 from decodemo.io.spectrogram import MelConfig
 from decodemo.methods import load_model
+from decodemo.methods.catalogue import DIFFUSION_METHODS
 from decodemo.scoring import detect_clip
 
-METHODS = ("invad", "decodiff", "recon")
+METHODS = DIFFUSION_METHODS
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from decodemo.errors import DecodemoError
+from decodemo.methods.catalogue import MODEL_KINDS
 
 __all__ = ["main", "build_parser"]
 
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a detector on train/good of one or more folder layouts")
-    t.add_argument("--method", required=True, choices=["invad", "recon", "vae", "decodiff", "baseline"],
+    t.add_argument("--method", required=True, choices=list(MODEL_KINDS),
                    help="method id (vae: the latent space that decodiff uses; baseline: the PatchCore-style "
                         "nearest-neighbour reference, not a diffusion method)")
     t.add_argument("--data", required=True, type=Path, action="append",

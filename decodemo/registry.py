@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from decodemo.errors import DecodemoError, ModelError, UnsafeWeightsError
+from decodemo.methods.catalogue import DETECTORS, PAPERS
 
 __all__ = [
     "CHECKPOINTS",
@@ -57,7 +58,7 @@ MANIFEST = CHECKPOINTS / "registry.json"
 WEIGHT_FILES = ("config.json", "model.safetensors")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-METHODS = ("invad", "decodiff", "recon", "baseline")  # baseline: the nearest-neighbour reference
+METHODS = DETECTORS  # the three diffusion methods and the nearest-neighbour reference
 
 
 class RegistryError(ModelError):
@@ -395,15 +396,6 @@ class ModelRegistry:
 
 
 # ------------------------------------------------------------------------------------- building
-PAPERS = {
-    "invad": "Sakai & Hasegawa, Reconstruction-Free Anomaly Detection with Diffusion Models via Direct Latent "
-             "Likelihood Evaluation, arXiv 2504.05662 (2025)",
-    "decodiff": "Beizaee et al., Correcting Deviations from Normality: A Reformulated Diffusion Model for "
-                "Multi-Class Unsupervised Anomaly Detection, CVPR 2025",
-    "recon": "Yi Chen, Research on Anomaly Detection Methods Based on Diffusion Models, arXiv 2505.05137 (2025)",
-    "baseline": "Reference, not a diffusion method: a PatchCore-style nearest-neighbour scorer after Roth et al., "
-                "Towards Total Recall in Industrial Anomaly Detection, CVPR 2022",
-}
 METHOD_README = Path(__file__).resolve().parent / "methods"
 
 

@@ -34,18 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from decodemo.errors import DecodemoError, ModelError
+from decodemo.methods.catalogue import DIFFUSION_METHODS, TITLES
 from decodemo.reference import percentile_of, pixel_threshold
 
 __all__ = ["METHOD_ORDER", "METHOD_TITLES", "MethodOutcome", "Comparison", "Service", "input_modality"]
 
 #: the product's order of the three methods, left to right
-METHOD_ORDER = ("decodiff", "recon", "invad")
-METHOD_TITLES = {
-    "decodiff": "DeCo-Diff",
-    "recon": "Diffusion reconstruction",
-    "invad": "Latent likelihood (InvAD)",
-    "baseline": "Nearest-neighbour reference (not diffusion)",
-}
+METHOD_ORDER = DIFFUSION_METHODS
+METHOD_TITLES = TITLES
 DOMAIN_TITLES = {
     "bottle": "Bottle (MVTec AD)",
     "elpv": "Solar cells (elpv)",

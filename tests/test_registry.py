@@ -222,7 +222,7 @@ def test_the_shipped_manifest_is_valid_and_bundled():
     # the nearest-neighbour reference ships for bottle, and is never one of the compared methods
     assert entries["bottle/baseline"].method == "baseline" and "not a diffusion method" in entries["bottle/baseline"].paper
     size = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
-    assert size < 150e6, f"checkpoints/ holds {size / 1e6:.1f} MB"
+    assert size < 250e6, f"checkpoints/ holds {size / 1e6:.1f} MB"
 
 
 def test_convert_halves_the_file_and_keeps_the_scores(shop, tmp_path, capsys):

@@ -14,20 +14,13 @@ import importlib
 from pathlib import Path
 
 from decodemo.errors import ModelError
-from decodemo.methods.base import DetectionResult, read_config
+from decodemo.methods.catalogue import CATALOGUE, DIFFUSION_METHODS
 
 __all__ = ["DETECTOR_CLASSES", "DIFFUSION_METHODS", "METHOD_CLASSES", "method_class", "detector_class",
            "load_model", "DetectionResult"]
 
 #: detector id -> "module:Class" (imported lazily so the package imports fast).
-DETECTOR_CLASSES = {
-    "invad": "decodemo.methods.invad.model:InvAD",
-    "decodiff": "decodemo.methods.decodiff.model:DeCoDiff",
-    "recon": "decodemo.methods.recon.model:Recon",
-    "baseline": "decodemo.methods.baseline.model:PatchCore",
-}
-#: The three diffusion methods, in the order the app shows them (the baseline is not one).
-DIFFUSION_METHODS = ("decodiff", "recon", "invad")
+DETECTOR_CLASSES = {m.id: m.target for m in CATALOGUE}
 #: Every model-folder kind: the detectors and DeCo-Diff's latent space.
 METHOD_CLASSES = {
     **DETECTOR_CLASSES,
@@ -53,5 +46,17 @@ def detector_class(method_id: str) -> type:
 
 def load_model(folder: str | Path, *, device: str = "cpu"):
     """Load any decodemo model folder (``config.json`` + ``model.safetensors``)."""
+    from decodemo.methods.base import read_config
+
     config = read_config(folder)
     return method_class(config["method"]).from_pretrained(folder, map_location=device)
+
+
+def __getattr__(name: str):
+    # torch comes in with the first detector, not with the package: the catalogue and the
+    # command line's argument parser import this package and stay light
+    if name == "DetectionResult":
+        from decodemo.methods.base import DetectionResult
+
+        return DetectionResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from decodemo.errors import DecodemoError
+from decodemo.methods.catalogue import DIFFUSION_METHODS
 from decodemo.store.db import database_url, make_engine, upgrade
 from decodemo.store.schema import Item, Review, Run, ThresholdChange, utcnow
 
@@ -226,9 +227,9 @@ class ReviewStore:
         if verdict not in VERDICTS:
             raise ReviewError(f"The verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}.")
         methods_right = sorted(set(methods_right))
-        bad = [m for m in methods_right if m not in ("invad", "decodiff", "recon")]
+        bad = [m for m in methods_right if m not in DIFFUSION_METHODS]
         if bad:
-            raise ReviewError(f"Unknown method(s) {bad}: use invad, decodiff or recon.")
+            raise ReviewError(f"Unknown method(s) {bad}: use {', '.join(DIFFUSION_METHODS)}.")
         item = self.item(item_id)
         name = (reviewer or "").strip() or ANONYMOUS
         if len(name) > 128:
