@@ -282,11 +282,9 @@ def _cmd_train(args) -> int:
             _, summary = train_vae(layouts, args.out, _settings(args, "vae"), config=vae_cfg,
                                    val_fraction=args.val_fraction, resume=args.resume)
         else:
-            if args.vae_pretrained:
-                pass  # the pretrained VAE was calibrated above
-            elif args.vae is not None:
+            if args.vae is not None:
                 vae = LatentVAE.from_pretrained(args.vae)
-            else:
+            elif not args.vae_pretrained:  # (a pretrained VAE was calibrated above)
                 vae_dir = args.out / "vae"
                 vae, _ = train_vae(layouts, vae_dir, _settings(args, "vae", args.vae_steps), config=vae_cfg,
                                    val_fraction=args.val_fraction, resume=args.resume)

@@ -315,7 +315,3 @@ class DeCoDiff(nn.Module):
         except RuntimeError as exc:
             raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
         return model.to(map_location).eval()
-
-    @classmethod
-    def from_config_dict(cls, data: dict[str, Any]) -> "DeCoDiff":
-        return cls(config_from_dict(DeCoDiffConfig, data))

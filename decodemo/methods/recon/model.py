@@ -180,11 +180,6 @@ class Recon(nn.Module):
         return F.mse_loss(pred.float(), noise.float())
 
     # ---------------------------------------------------------------- inference
-    @property
-    def nfe(self) -> int:
-        """Network calls per input: ``reverse_steps`` per noise draw."""
-        return self.config.reverse_steps * self.config.n_draws
-
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, C, S, S)`` in [0, 1] -> (reconstruction x_hat, w, w_hat)."""

@@ -16,9 +16,7 @@ import torch
 
 from decodemo.errors import InputError
 
-__all__ = ["haar_dwt", "haar_idwt", "SUBBANDS"]
-
-SUBBANDS = ("LL", "LH", "HL", "HH")
+__all__ = ["haar_dwt", "haar_idwt"]
 
 
 def haar_dwt(x: torch.Tensor) -> torch.Tensor:
