@@ -26,7 +26,6 @@ Deviations, and why (a pretrained Hub VAE can replace ours: ``VAEConfig.pretrain
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
