@@ -21,14 +21,10 @@ EXAMPLE_SEED = 2026
 
 
 def data_dir() -> Path:
-    """Where decodemo keeps its files: ``DECODEMO_DATA_DIR``, else ``~/.local/share/decodemo``
-    (``$XDG_DATA_HOME/decodemo`` when that is set)."""
-    import os
+    """Where decodemo keeps its files (:func:`decodemo.settings.data_dir`)."""
+    from decodemo import settings
 
-    if os.environ.get("DECODEMO_DATA_DIR"):
-        return Path(os.environ["DECODEMO_DATA_DIR"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "decodemo"
+    return settings.data_dir()
 
 
 def _elpv_examples(folder: Path) -> list[tuple[Path, str]]:

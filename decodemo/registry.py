@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 from collections import Counter, OrderedDict
@@ -33,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from decodemo import settings
 from decodemo.errors import DecodemoError, ModelError, UnsafeWeightsError
 from decodemo.methods.catalogue import DETECTORS, PAPERS
 
@@ -300,7 +300,7 @@ def best_device() -> str:
     """``DECODEMO_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:N``), else CUDA when present, else CPU."""
     import torch
 
-    want = os.environ.get("DECODEMO_DEVICE", "").strip().lower()
+    want = settings.device()
     if want:
         if not re.fullmatch(r"cpu|cuda(:\d+)?", want):
             raise DecodemoError(f"DECODEMO_DEVICE must be cpu, cuda or cuda:N, not {want!r}.")
@@ -327,7 +327,7 @@ def gpu_task(fn: Callable | None = None, *, duration: int = 60):
     """Wrap ``fn`` with ``spaces.GPU`` on a Hugging Face ZeroGPU Space (``SPACES_ZERO_GPU`` set and
     the ``spaces`` package importable); return it unchanged anywhere else."""
     def wrap(f: Callable) -> Callable:
-        if not os.environ.get("SPACES_ZERO_GPU"):
+        if not settings.zero_gpu():
             return f
         try:
             import spaces  # type: ignore[import-not-found]
@@ -343,7 +343,7 @@ class ModelRegistry:
     ``max_resident`` models. Thread-safe; share one per process."""
 
     def __init__(self, manifest: str | Path | dict[str, Entry] = MANIFEST, *, root: str | Path | None = None,
-                 device: str | None = None, max_resident: int = 6, cache_dir=None, endpoint=None) -> None:
+                 device: str | None = None, max_resident: int = settings.MAX_MODELS, cache_dir=None, endpoint=None) -> None:
         """``root`` (where bundled folders live) defaults to the manifest's folder."""
         self.entries = manifest if isinstance(manifest, dict) else load_manifest(manifest)
         self.root = Path(root) if root is not None else (CHECKPOINTS if isinstance(manifest, dict)

@@ -17,7 +17,6 @@ Run with ``python app.py`` (``--port``, ``--host``, ``--share``) or import :func
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from decodemo import settings
 from decodemo.errors import DecodemoError
 from decodemo.service import DOMAIN_TITLES, METHOD_ORDER, METHOD_TITLES, Comparison, Service
 
@@ -137,7 +137,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
     if service is None:
         from decodemo.registry import ModelRegistry
 
-        service = Service(ModelRegistry(max_resident=int(os.environ.get("DECODEMO_MAX_MODELS", "16"))))
+        service = Service(ModelRegistry(max_resident=settings.max_models()))
     from decodemo.registry import gpu_task
     from decodemo.store import ReviewStore
     from decodemo.webapp_review import review_tabs, reviewer_name
@@ -268,7 +268,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
                 result = gr.JSON(label="Result")
                 files = gr.File(label="Maps (.npy, float32 at the input's size) and normal versions (.png)",
                                 file_count="multiple", interactive=False)
-        if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth: reviewers sign in with Hugging Face
+        if settings.hf_oauth():  # a Space with hf_oauth: reviewers sign in with Hugging Face
             gr.LoginButton()
         review_tabs(service, store)
         with gr.Tab("API"):
@@ -313,7 +313,7 @@ input's size; audio: mel bands x frames) and the methods' normal versions (PNG).
 
 def launch_kwargs() -> dict[str, Any]:
     """Settings for ``launch()`` (Gradio 6 takes theme and css here)."""
-    from decodemo.examples import data_dir
+    from decodemo.settings import data_dir
 
     from decodemo.webapp_review import KEYBOARD_JS
 
@@ -325,15 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python app.py", description="Start the decodemo web app.")
-    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    ap.add_argument("--host", default=settings.server_name())
+    ap.add_argument("--port", type=int, default=settings.server_port())
     ap.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     ap.add_argument("--no-warm-up", action="store_true", help="load models on first use instead of at start")
     ap.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
                     help="require a login (repeatable; also DECODEMO_AUTH=user:pw,user2:pw2); reviews carry the "
                          "login name, without it they are stored as anonymous")
     args = ap.parse_args(argv)
-    pairs = args.auth + [p for p in os.environ.get("DECODEMO_AUTH", "").split(",") if p.strip()]
+    pairs = args.auth + settings.auth_pairs()
     auth = [tuple(p.split(":", 1)) for p in pairs if ":" in p] or None
     demo = build_app()
     if not args.no_warm_up:

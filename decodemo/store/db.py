@@ -9,7 +9,6 @@ from several threads queue instead of failing. Alembic migrations run on open (`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect
@@ -21,10 +20,12 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(data_dir: str | Path | None = None) -> str:
-    url = os.environ.get("DECODEMO_DB_URL", "").strip()
+    from decodemo import settings
+
+    url = settings.db_url()
     if url:
         return url
-    from decodemo.examples import data_dir as default_dir
+    default_dir = settings.data_dir
 
     folder = Path(data_dir) if data_dir is not None else default_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ class ReviewStore:
     """
 
     def __init__(self, url: str | None = None, *, data_dir: str | Path | None = None, migrate: bool = True) -> None:
-        from decodemo.examples import data_dir as default_dir
+        from decodemo.settings import data_dir as default_dir
 
         self.data_dir = Path(data_dir) if data_dir is not None else default_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)

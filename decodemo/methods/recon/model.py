@@ -312,7 +312,8 @@ class Recon(nn.Module):
         x = self._prepare(images)
         x_hat, w, w_hat = self.reconstruct(x)
         err, sem = self.raw_maps(x, x_hat, w, w_hat)
-        return self._result(images, x, err, sem, prefix="", x_hat=x_hat, nfe=self.nfe)
+        return self._result(images, x, err, sem, prefix="", x_hat=x_hat,
+                            nfe=self.config.reverse_steps * self.config.n_draws)  # network calls per input
 
     def _result(self, images: torch.Tensor, x: torch.Tensor, err: torch.Tensor, sem: torch.Tensor, *,
                 prefix: str, x_hat: torch.Tensor, nfe: int) -> DetectionResult:

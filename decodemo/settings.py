@@ -1,0 +1,73 @@
+"""Every setting decodemo reads from the environment, in one place, with its default.
+
+Each is read when it is asked for (not at import), so a process, or a test, that sets a variable
+before the call gets its value.
+
+| variable | what it sets | default |
+|---|---|---|
+| ``DECODEMO_DATA_DIR`` | where the database, uploads, results and examples live | ``$XDG_DATA_HOME/decodemo``, else ``~/.local/share/decodemo`` |
+| ``DECODEMO_DB_URL`` | the review database (any SQLAlchemy URL, e.g. PostgreSQL) | SQLite in the data directory |
+| ``DECODEMO_DEVICE`` | ``cpu``, ``cuda`` or ``cuda:N`` | CUDA when present, else the CPU |
+| ``DECODEMO_MAX_MODELS`` | models kept in memory at once (least recently used first out) | 32 |
+| ``DECODEMO_AUTH`` | ``user:password`` pairs, comma-separated, for the app's login | none |
+| ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT`` | where the app listens | ``127.0.0.1``, ``7860`` |
+| ``OAUTH_CLIENT_ID`` | set on a Space with ``hf_oauth``: reviewers sign in with Hugging Face | unset |
+| ``SPACES_ZERO_GPU`` | set on a ZeroGPU Space: GPU work runs in ``spaces.GPU`` | unset |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["MAX_MODELS", "data_dir", "db_url", "device", "max_models", "auth_pairs", "server_name", "server_port",
+           "hf_oauth", "zero_gpu"]
+
+#: Models kept in memory at once: every bundled model (28 names, 27 folders) stays resident after warm-up.
+MAX_MODELS = 32
+
+
+def _get(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def data_dir() -> Path:
+    """Where decodemo keeps its files."""
+    if _get("DECODEMO_DATA_DIR"):
+        return Path(_get("DECODEMO_DATA_DIR")).expanduser()
+    base = _get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "decodemo"
+
+
+def db_url() -> str:
+    """The database URL given in the environment, or ``""`` (then SQLite in :func:`data_dir`)."""
+    return _get("DECODEMO_DB_URL")
+
+
+def device() -> str:
+    """The device asked for (lower case), or ``""`` (then the best one present)."""
+    return _get("DECODEMO_DEVICE").lower()
+
+
+def max_models() -> int:
+    return int(_get("DECODEMO_MAX_MODELS") or MAX_MODELS)
+
+
+def auth_pairs() -> list[str]:
+    return [p for p in _get("DECODEMO_AUTH").split(",") if p.strip()]
+
+
+def server_name() -> str:
+    return _get("GRADIO_SERVER_NAME") or "127.0.0.1"
+
+
+def server_port() -> int:
+    return int(_get("GRADIO_SERVER_PORT") or 7860)
+
+
+def hf_oauth() -> bool:
+    return bool(_get("OAUTH_CLIENT_ID"))
+
+
+def zero_gpu() -> bool:
+    return bool(_get("SPACES_ZERO_GPU"))
