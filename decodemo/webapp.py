@@ -30,17 +30,13 @@ from decodemo.service import DOMAIN_TITLES, METHOD_ORDER, METHOD_TITLES, Compari
 
 __all__ = ["build_app", "domain_choices", "launch_kwargs", "main"]
 
-CSS = """
-.verdict-anomalous {color: #b42318; font-weight: 700;}
-.verdict-normal {color: #067647; font-weight: 700;}
-.reference-row {color: #8c8c8c;}
-.method-col {min-width: 260px;}
-footer {visibility: hidden;}
-"""
+#: the app's static files (styles, logo), top-level ``assets/`` as the design card asks
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+CSS = (ASSETS / "app.css").read_text()
+LOGO = (ASSETS / "logo.svg").read_text()
 
-INTRO = """# decodemo
-Upload an image (a bottle, a solar cell, a texture) or a sound (a fan, a machine hum), or pick an
-example, and press **Compare**. Three diffusion-based detectors run side by side:
+INTRO = """Upload an image (a bottle, a screw, a ball-screw drive, a fabric, a solar cell, a texture)
+or a sound (a fan, a machine hum), or pick an example, and press **Compare**. Three diffusion-based detectors run side by side:
 **DeCo-Diff** (deviation correction in a latent space), **diffusion reconstruction** (multi-scale,
 wavelet and semantic discrepancy) and **latent likelihood** (InvAD: a few DDIM inversion steps and
 the prior density, no reconstruction). Each shows how anomalous the input is, where, and what
@@ -230,6 +226,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
 
     # ------------------------------------------------------------------ layout
     with gr.Blocks(title="decodemo: diffusion anomaly detection") as demo:
+        gr.HTML(f"<div class='brand'>{LOGO}<h1>decodemo</h1></div>")
         gr.Markdown(INTRO)
         with gr.Tab("Compare"):
             with gr.Row():

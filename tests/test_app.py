@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import wave
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -144,6 +146,18 @@ def test_examples_are_generated_and_offered(client):
     names = {p.name for p, _ in demo.examples_list}
     assert {"texture_normal.png", "texture_crack.png", "hum_click.wav"} <= names
     assert all(p.is_file() for p, _ in demo.examples_list)
+
+
+def test_the_page_carries_the_styles_and_logo_from_assets(client):
+    import json
+    import urllib.request
+
+    c, _ = client
+    config = json.loads(urllib.request.urlopen(c.src.rstrip("/") + "/config", timeout=30).read())
+    css = (Path(__file__).resolve().parents[1] / "assets" / "app.css").read_text()
+    assert ".verdict-anomalous" in css and css.strip() in (config.get("css") or "")
+    values = [str(comp.get("props", {}).get("value", "")) for comp in config["components"]]
+    assert any('aria-label="decodemo"' in v and "<svg" in v for v in values)
 
 
 def test_reviews_carry_the_login_name(client, inputs):
