@@ -149,7 +149,7 @@ def test_folder_round_trip_and_refusals(tiny, tmp_path):
 
 
 def test_benchmark_table_measures_a_model(tiny):
-    from decodemo.bench_methods import markdown, run
+    from decodemo.bench.methods import markdown, run
 
     _, layout, folder, _ = tiny
     rows = run({"syn": layout.root}, {("syn", "recon"): (folder, None)}, repeats=1, log=lambda *_: None)

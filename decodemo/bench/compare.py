@@ -1,5 +1,5 @@
 """Latency of one full comparison (the three methods of a model set on one input), as the app
-runs it: ``python -m decodemo.bench_compare [--repeat 7] [--threads N] [--json FILE]``.
+runs it: ``python -m decodemo.bench.compare [--repeat 7] [--threads N] [--json FILE]``.
 
 Inputs are generated (a 256 px synthetic texture with a crack, a 5 s machine hum with clicks)
 and, when given with ``--image`` / ``--audio``, real files with their model sets. Models are
@@ -35,7 +35,7 @@ def _inputs(tmp: Path) -> list[tuple[str, Path, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m decodemo.bench_compare", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m decodemo.bench.compare", description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     ap.add_argument("--image", action="append", default=[], metavar="DOMAIN=FILE",

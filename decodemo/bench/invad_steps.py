@@ -9,8 +9,8 @@ Prints what it measures (nothing is copied from elsewhere):
   timed passes over the same preloaded inputs (after one warm-up pass), in inputs/second;
 - the training time recorded in the model's config.
 
-    python -m decodemo.benchmark --model checkpoints/bottle/invad --data ../shared/data/bottle
-    python -m decodemo.benchmark --model runs/fan_invad --data runs/fan --json fan.json
+    python -m decodemo.bench.invad_steps --model checkpoints/bottle/invad --data ../shared/data/bottle
+    python -m decodemo.bench.invad_steps --model runs/fan_invad --data runs/fan --json fan.json
 
 Run it alone on a quiet machine: timings on a shared 2-core machine vary by 10-20 %.
 """
@@ -49,7 +49,7 @@ def throughput(model, inputs: torch.Tensor, batch: int, repeats: int, **detect_k
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m decodemo.bench.invad_steps", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--steps", default="1,2,3,5,10", help="comma-separated S values for the ablation")

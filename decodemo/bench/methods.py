@@ -15,7 +15,7 @@ Models default to the shipped folders (``checkpoints/<name>/<method>``, and the 
 ``checkpoints/bottle_elpv/decodiff`` for bottle and elpv); ``--model NAME/METHOD=DIR``
 overrides or adds one. It prints a Markdown table and writes ``--json``.
 
-    python -m decodemo.bench_methods --data bottle=../shared/data/bottle --data fan=DIR/fan --json bench.json
+    python -m decodemo.bench.methods --data bottle=../shared/data/bottle --data fan=DIR/fan --json bench.json
 
 Run it alone: timings on a shared 2-core machine vary by 10-20 %.
 """
@@ -39,7 +39,7 @@ from decodemo.methods.catalogue import DIFFUSION_METHODS
 from decodemo.scoring import detect_clip
 
 METHODS = DIFFUSION_METHODS
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = ROOT / "checkpoints"
 
 
@@ -155,7 +155,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m decodemo.bench_methods", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m decodemo.bench.methods", description=__doc__.split("\n")[0])
     p.add_argument("--data", action="append", required=True, metavar="NAME=DIR",
                    help="a dataset in the folder layout, e.g. bottle=../shared/data/bottle (repeatable)")
     p.add_argument("--model", action="append", default=[], metavar="NAME/METHOD=DIR[#CATEGORY]",

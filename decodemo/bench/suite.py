@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from decodemo.bench_methods import default_model, measure_speed, subset
+from decodemo.bench.methods import default_model, measure_speed, subset
 from decodemo.data.layout import Layout, scan_layout
 from decodemo.evaluation import evaluate
 from decodemo.methods import load_model

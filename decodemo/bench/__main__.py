@@ -1,0 +1,3 @@
+from decodemo.bench.suite import main
+
+raise SystemExit(main())
