@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from decodemo.webapp import build_app, domain_choices, launch_kwargs
+    from decodemo.app.blocks import build_app, domain_choices, launch_kwargs
 
     import os
 

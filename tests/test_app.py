@@ -32,7 +32,7 @@ def client(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("appdata")
     old = os.environ.get("DECODEMO_DATA_DIR")
     os.environ["DECODEMO_DATA_DIR"] = str(data_dir)
-    from decodemo.webapp import build_app, launch_kwargs
+    from decodemo.app.blocks import build_app, launch_kwargs
 
     demo = build_app()
     port = _free_port()
@@ -163,7 +163,7 @@ def test_the_page_carries_the_styles_and_logo_from_assets(client):
 def test_reviews_carry_the_login_name(client, inputs):
     from gradio_client import Client
 
-    from decodemo.webapp import build_app, launch_kwargs
+    from decodemo.app.blocks import build_app, launch_kwargs
 
     _, demo = client
     app = build_app(service=demo.service, store=demo.store)  # same models and database, with a login

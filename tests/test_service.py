@@ -118,7 +118,7 @@ def test_service_refuses_with_clear_messages(service, tmp_path, texture_files):
 
 
 def test_drawing_a_comparison(image_comparisons):
-    from decodemo import render
+    from decodemo.app import render
 
     comp = image_comparisons["crop"]
     o = comp.outcome("decodiff")
@@ -150,7 +150,7 @@ def test_compare_command(texture_files, tmp_path, capsys):
 
 
 def test_the_bottle_baseline_is_a_reference_row_not_a_vote(service, texture_files):
-    from decodemo.webapp import _summary_md
+    from decodemo.app.blocks import _summary_md
 
     assert service.reference_model("bottle") == "bottle/baseline" and service.reference_model("texture") is None
     comp = service.compare(texture_files["crack"][0], domain="bottle")

@@ -237,7 +237,7 @@ def test_database_location_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_editor_mask_from_painted_layers():
-    from decodemo.webapp_review import editor_mask
+    from decodemo.app.review import editor_mask
 
     h, w = 6, 8
     layer = np.zeros((h, w, 4), np.uint8)

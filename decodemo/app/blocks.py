@@ -1,7 +1,7 @@
 """The Gradio app: upload an image or a sound and see the three detectors side by side.
 
 A thin layer over :class:`decodemo.service.Service`: callbacks read inputs, call the
-service, and draw its answer with :mod:`decodemo.render`. No model code lives here.
+service, and draw its answer with :mod:`decodemo.app.render`. No model code lives here.
 
 Events:
 
@@ -31,7 +31,7 @@ from decodemo.service import DOMAIN_TITLES, METHOD_ORDER, METHOD_TITLES, Compari
 __all__ = ["build_app", "domain_choices", "launch_kwargs", "main"]
 
 #: the app's static files (styles, logo), top-level ``assets/`` as the design card asks
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS = (ASSETS / "app.css").read_text()
 LOGO = (ASSETS / "logo.svg").read_text()
 
@@ -127,8 +127,8 @@ def domain_choices(service: Service) -> list[tuple[str, str]]:
 def build_app(service: Service | None = None, *, store=None, examples_dir: str | Path | None = None):
     """The ``gr.Blocks`` app over ``service`` (default: one over the bundled registry) and the
     review ``store`` (default: :class:`decodemo.store.ReviewStore` in the data directory)."""
-    from decodemo import render
-    from decodemo.examples import build_examples
+    from decodemo.app import render
+    from decodemo.app.examples import build_examples
 
     if service is None:
         from decodemo.registry import ModelRegistry
@@ -136,7 +136,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         service = Service(ModelRegistry(max_resident=settings.max_models()))
     from decodemo.registry import gpu_task
     from decodemo.store import ReviewStore
-    from decodemo.webapp_review import review_tabs, reviewer_name
+    from decodemo.app.review import review_tabs, reviewer_name
 
     if store is None:
         store = ReviewStore()
@@ -312,7 +312,7 @@ def launch_kwargs() -> dict[str, Any]:
     """Settings for ``launch()`` (Gradio 6 takes theme and css here)."""
     from decodemo.settings import data_dir
 
-    from decodemo.webapp_review import KEYBOARD_JS
+    from decodemo.app.review import KEYBOARD_JS
 
     return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS, max_file_size="256mb",
                 allowed_paths=[str(data_dir() / "examples")], footer_links=["api"])

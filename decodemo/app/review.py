@@ -75,7 +75,7 @@ def editor_mask(value: Any, size: tuple[int, int], *, flip: bool = False) -> np.
 def _item_background(store: ReviewStore, item, runs: dict, show: str, mel: dict | None = None) -> np.ndarray:
     """The item's input (audio: its spectrogram, low frequencies at the bottom) with one
     method's stored map over it."""
-    from decodemo import render
+    from decodemo.app import render
 
     path = store.path(item.file_path)
     if item.modality == "audio":
@@ -200,7 +200,7 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
 
     # ------------------------------------------------------------------ dashboard callbacks
     def dashboard(domain):
-        from decodemo import render
+        from decodemo.app import render
 
         fb = feedback(store, domain=None if domain in (None, "(all)") else domain,
                       current_thresholds={n: service.threshold(n) for n in service.registry.entries})
