@@ -20,12 +20,11 @@ method. Nothing here depends on test labels.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from decodemo.errors import DecodemoError, ModelError
+from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import DIFFUSION_METHODS, TITLES
 from decodemo.reference import percentile_of, pixel_threshold
 

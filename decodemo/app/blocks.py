@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from decodemo import settings
 from decodemo.errors import DecodemoError

@@ -18,7 +18,7 @@ import numpy as np
 
 from decodemo.errors import DecodemoError
 from decodemo.service import METHOD_ORDER, METHOD_TITLES, Service
-from decodemo.store import VERDICTS, ReviewStore, feedback
+from decodemo.store import ReviewStore, feedback
 
 __all__ = ["reviewer_name", "review_tabs", "editor_mask", "KEYBOARD_JS"]
 

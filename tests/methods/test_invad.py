@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,7 +16,6 @@ from decodemo.methods.invad import InvAD, InvADConfig
 from decodemo.methods.invad.inversion import ddim_invert, diff_score, inversion_timesteps, nll_score, norm_map
 from decodemo.training.invad import train_invad
 from decodemo.training.split import split_normal
-from decodemo.metrics import auroc
 from decodemo.training import TrainSettings
 
 

@@ -35,7 +35,6 @@ Choices the paper leaves open, and why:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
