@@ -449,7 +449,7 @@ def _cmd_reference(args) -> int:
     from decodemo.data.layout import scan_layout
     from decodemo.training.split import split_normal
     from decodemo.reference import normal_reference
-    from decodemo.registry import ModelRegistry, load_manifest, save_manifest
+    from decodemo.hub import ModelRegistry, load_manifest, save_manifest
 
     path = _manifest(args)
     entries = load_manifest(path)
@@ -481,13 +481,13 @@ def _cmd_reference(args) -> int:
 
 
 def _manifest(args):
-    from decodemo.registry import MANIFEST
+    from decodemo.hub import MANIFEST
 
     return args.manifest or MANIFEST
 
 
 def _cmd_models(args) -> int:
-    from decodemo.registry import load_manifest, where
+    from decodemo.hub import load_manifest, where
 
     path = _manifest(args)
     entries = load_manifest(path)
@@ -505,7 +505,7 @@ def _cmd_models(args) -> int:
 def _cmd_card(args) -> int:
     from decodemo.errors import ModelError
     from decodemo.methods.base import read_config
-    from decodemo.registry import load_manifest, model_card, resolve
+    from decodemo.hub import load_manifest, model_card, resolve
 
     path = _manifest(args)
     entries = load_manifest(path)
@@ -523,7 +523,7 @@ def _cmd_card(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from decodemo.registry import push
+    from decodemo.hub import push
 
     sha = push(args.model, args.repo_id, manifest=_manifest(args), root=_manifest(args).parent, private=args.private,
                record=not args.no_record)
@@ -533,7 +533,7 @@ def _cmd_push(args) -> int:
 
 
 def _cmd_register(args) -> int:
-    from decodemo.registry import RegistryError, entry_from_folder, load_manifest, save_manifest
+    from decodemo.hub import RegistryError, entry_from_folder, load_manifest, save_manifest
 
     path = _manifest(args)
     entries = load_manifest(path) if path.is_file() else {}
@@ -566,7 +566,7 @@ def load_cli_model(spec, device: str, category: str | None = None):
     path = Path(spec)
     if path.is_dir():
         return load_model(path, device=device), category
-    from decodemo.registry import MANIFEST, load_on_device, load_manifest, resolve
+    from decodemo.hub import MANIFEST, load_on_device, load_manifest, resolve
 
     entries = load_manifest(MANIFEST) if MANIFEST.is_file() else {}
     if str(spec) not in entries:

@@ -238,7 +238,7 @@ class Service:
     """Domains, their model sets and the compare function over one shared registry."""
 
     def __init__(self, registry=None, *, keep: int = 32) -> None:
-        from decodemo.registry import ModelRegistry
+        from decodemo.hub import ModelRegistry
 
         self.registry = registry if registry is not None else ModelRegistry()
         #: applied thresholds per registry name (set by the review dashboard); else the registry's

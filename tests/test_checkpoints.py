@@ -50,7 +50,7 @@ def test_shipped_model_scores_an_image(folder):
 @pytest.mark.parametrize("name", ["bottle/invad", "bottle/decodiff", "bottle/recon", "bottle/baseline"])
 def test_shipped_bottle_models_reproduce_their_figures(name):
     """The registry's recorded bottle figures (from the benchmark run) hold for the shipped weights."""
-    from decodemo.registry import load_manifest
+    from decodemo.hub import load_manifest
 
     entry = load_manifest(CHECKPOINTS / "registry.json")[name]
     model = load_model(CHECKPOINTS / entry.bundled)
@@ -76,7 +76,7 @@ def texture_test_set(tmp_path_factory):
 @pytest.mark.parametrize("method", ["invad", "decodiff", "recon"])
 def test_shipped_texture_models_reproduce_their_figures(method, texture_test_set):
     """No data needed: the test set is regenerated, and the registry's recorded figures must hold."""
-    from decodemo.registry import load_manifest
+    from decodemo.hub import load_manifest
 
     entry = load_manifest(CHECKPOINTS / "registry.json")[f"texture/{method}"]
     model = load_model(CHECKPOINTS / entry.bundled)

@@ -14,7 +14,7 @@ from decodemo.cli import main
 from decodemo.errors import ModelError, UnsafeWeightsError
 from decodemo.methods.recon.config import ReconConfig
 from decodemo.methods.recon.model import Recon
-from decodemo.registry import (
+from decodemo.hub import (
     Entry,
     ModelRegistry,
     ModelUnavailableError,
@@ -94,7 +94,7 @@ def test_bundled_weights_are_verified_and_pickles_refused(shop):
 
 
 def test_two_threads_asking_at_once_load_once(shop, monkeypatch):
-    import decodemo.registry as reg
+    import decodemo.hub.registry as reg
 
     real = reg.load_on_device
 
@@ -202,7 +202,7 @@ def test_models_command_lists_where_each_entry_loads_from(shop, capsys, monkeypa
 
 
 def test_the_shipped_manifest_is_valid_and_bundled():
-    from decodemo.registry import CHECKPOINTS, MANIFEST, where
+    from decodemo.hub import CHECKPOINTS, MANIFEST, where
 
     entries = load_manifest(MANIFEST)
     assert entries
@@ -272,7 +272,7 @@ def test_download_a_pinned_revision_through_the_real_hub_client(tmp_path, monkey
              "org/pickled": {pickle_sha: {"config.json": files["m/config.json"], "pytorch_model.bin": b"\x80\x04"}}}
     base = entry_from_folder("tiny/recon", folder, domain="tiny", root=tmp_path / "nowhere")
     entry = Entry(**{**base.__dict__, "bundled": None})
-    from decodemo.registry import HubSource
+    from decodemo.hub import HubSource
 
     entry.hub = HubSource("org/tiny", good_sha, "m")
     cache = tmp_path / "hf_cache"
@@ -347,7 +347,7 @@ def test_cli_takes_a_registry_name(tmp_path, capsys):
 
 
 def test_model_card_lists_the_validation_candidates():
-    from decodemo.registry import selection_section
+    from decodemo.hub import selection_section
 
     assert "before settings were selected" in selection_section({})
     sel = {"mode": "auto", "rule": "the rule", "chosen": 1, "rerun": "selection run on trained weights",

@@ -130,10 +130,10 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
     from decodemo.app.examples import build_examples
 
     if service is None:
-        from decodemo.registry import ModelRegistry
+        from decodemo.hub import ModelRegistry
 
         service = Service(ModelRegistry(max_resident=settings.max_models()))
-    from decodemo.registry import gpu_task
+    from decodemo.hub import gpu_task
     from decodemo.store import ReviewStore
     from decodemo.app.review import review_tabs, reviewer_name
 

@@ -11,8 +11,9 @@ files as the other methods (one run, one machine):
   clip costs windows x NFE calls), over ``--repeats`` timed passes after a warm-up;
 - throughput at batch 16: median images (or clips) per second with 16 inputs per call.
 
-Models default to the shipped folders (``checkpoints/<name>/<method>``, and the multi-class
-``checkpoints/bottle_elpv/decodiff`` for bottle and elpv); ``--model NAME/METHOD=DIR``
+Models default to the shipped folders (``checkpoints/<name>/<method>``, else a multi-class
+DeCo-Diff folder that lists the set among its categories: ``checkpoints/bottle_elpv/decodiff``
+for elpv); ``--model NAME/METHOD=DIR``
 overrides or adds one. It prints a Markdown table and writes ``--json``.
 
     python -m decodemo.bench.methods --data bottle=../shared/data/bottle --data fan=DIR/fan --json bench.json
