@@ -15,16 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EXAMPLE_SEED", "build_examples", "data_dir"]
+__all__ = ["EXAMPLE_SEED", "build_examples"]
 
 EXAMPLE_SEED = 2026
-
-
-def data_dir() -> Path:
-    """Where decodemo keeps its files (:func:`decodemo.settings.data_dir`)."""
-    from decodemo import settings
-
-    return settings.data_dir()
 
 
 def _elpv_examples(folder: Path) -> list[tuple[Path, str]]:
@@ -59,6 +52,8 @@ def build_examples(folder: str | Path | None = None) -> list[tuple[Path, str]]:
     from PIL import Image
 
     from decodemo.data.synthetic import SAMPLE_RATE, make_hum, make_texture
+
+    from decodemo.settings import data_dir
 
     folder = Path(folder) if folder is not None else data_dir() / "examples"
     folder.mkdir(parents=True, exist_ok=True)
