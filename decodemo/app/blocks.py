@@ -17,15 +17,14 @@ Run with ``python app.py`` (``--port``, ``--host``, ``--share``) or import :func
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from decodemo import settings
-from decodemo.errors import DecodemoError
-from decodemo.service import DOMAIN_TITLES, METHOD_ORDER, METHOD_TITLES, Comparison, Service
+from decodemo.app.compare import domain_choices
+from decodemo.service import METHOD_ORDER, METHOD_TITLES, Service
 
 __all__ = ["build_app", "domain_choices", "launch_kwargs", "main"]
 
@@ -42,247 +41,92 @@ the prior density, no reconstruction). Each shows how anomalous the input is, wh
 it thinks the normal version looks like."""
 
 
-def _results_dir() -> Path:
-    d = Path(tempfile.gettempdir()) / "decodemo-results"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _pct_text(o) -> str:
-    if o.percentile is None:
-        return "no normal reference stored"
-    n = len(o.reference_scores)
-    if o.percentile >= 100:
-        return f"above all {n} normal reference scores"
-    if o.percentile <= 0:
-        return f"below all {n} normal reference scores"
-    return f"higher than {o.percentile:.0f}% of {n} normal reference scores"
-
-
-def _method_md(o) -> str:
-    cls = "verdict-anomalous" if o.decision == "anomalous" else "verdict-normal"
-    rel = ">" if o.score > o.threshold else "<="
-    return (f"### {METHOD_TITLES[o.method]}\n"
-            f"`{o.model}` · {o.revision}\n\n"
-            f"**score {o.score:.4g}** {rel} threshold {o.threshold:.4g} → "
-            f"<span class='{cls}'>{o.decision.upper()}</span>\n\n"
-            f"{_pct_text(o)} · NFE {o.nfe} · {o.latency_ms:.0f} ms")
-
-
-def _summary_md(comp: Comparison) -> str:
-    s = comp.summary()
-    cls = "verdict-anomalous" if s["verdict"] == "anomalous" else "verdict-normal"
-    agree = "all three agree" if s["unanimous"] else f"{s['votes_anomalous']} of {s['n_methods']} say anomalous"
-    lines = [f"## Verdict: <span class='{cls}'>{s['verdict'].upper()}</span> ({agree})",
-             f"`{comp.name}` · {comp.modality} · model set **{DOMAIN_TITLES.get(comp.domain, comp.domain)}** · "
-             f"{comp.seconds:.2f} s for the whole comparison"]
-    if comp.modality == "audio" and comp.waveform is not None:
-        lines.append(f"{len(comp.waveform) / comp.sample_rate:.1f} s clip; maps are over the log-mel spectrogram "
-                     f"({comp.input.shape[0]} mel bands up to {comp.band_hz[-1]:.0f} Hz, "
-                     f"{comp.input.shape[1]} frames).")
-    table = ["| Method | Score | Threshold | Decision | Normal pct. |", "|---|---|---|---|---|"]
-    for o in comp.outcomes:
-        pct = "-" if o.percentile is None else f"{o.percentile:.0f}"
-        table.append(f"| {METHOD_TITLES[o.method]} | {o.score:.4g} | {o.threshold:.4g} | {o.decision} | {pct} |")
-    r = comp.reference
-    if r is not None:  # grey, and not counted in the verdict
-        pct = "-" if r.percentile is None else f"{r.percentile:.0f}"
-        table.append(f"| <span class='reference-row'>{METHOD_TITLES['baseline']}: reference only, not counted</span> "
-                     f"| <span class='reference-row'>{r.score:.4g}</span> | <span class='reference-row'>{r.threshold:.4g}"
-                     f"</span> | <span class='reference-row'>{r.decision}</span> | "
-                     f"<span class='reference-row'>{pct}</span> |")
-    return "\n\n".join(lines) + "\n\n" + "\n".join(table)
-
-
-def _round_sig(x: float, digits: int = 4) -> float:
-    return float(f"{x:.{digits}g}")
-
-
-def _slider_range(o) -> tuple[float, float, float]:
-    """(minimum, maximum, step) of a threshold control: the normal reference, the score and the
-    thresholds with a margin, rounded for display."""
-    vals = [o.score, o.threshold, o.default_threshold, *o.reference_scores]
-    lo, hi = float(min(vals)), float(max(vals))
-    pad = 0.15 * (hi - lo) if hi > lo else max(1.0, abs(hi))
-    lo, hi = _round_sig(lo - pad, 3), _round_sig(hi + pad, 3)
-    return lo, hi, _round_sig((hi - lo) / 500.0, 2)
-
-
-def _snap(value: float | None, o) -> float | None:
-    """A control's value, snapped to the outcome's own threshold when within half a step of it
-    (the control shows a rounded number; a borderline decision must not flip by rounding)."""
-    if value is None:
-        return None
-    _, _, step = _slider_range(o)
-    return o.threshold if abs(float(value) - o.threshold) <= step / 2 else float(value)
-
-
-def domain_choices(service: Service) -> list[tuple[str, str]]:
-    """(label, value) of the model-set control: "auto", then the registry's domains."""
-    return [("Auto (bottle for images, fan for sounds)", "auto")] + [
-        (f"{DOMAIN_TITLES.get(d, d)} [{service.domain_modality(d)}]", d) for d in service.domains()]
-
-
 def build_app(service: Service | None = None, *, store=None, examples_dir: str | Path | None = None):
     """The ``gr.Blocks`` app over ``service`` (default: one over the bundled registry) and the
     review ``store`` (default: :class:`decodemo.store.ReviewStore` in the data directory)."""
-    from decodemo.app import render
+    from decodemo.app.compare import CompareHandlers
     from decodemo.app.examples import build_examples
+    from decodemo.app.review import review_tabs
+    from decodemo.store import ReviewStore
 
     if service is None:
         from decodemo.hub import ModelRegistry
 
         service = Service(ModelRegistry(max_resident=settings.max_models()))
-    from decodemo.hub import gpu_task
-    from decodemo.store import ReviewStore
-    from decodemo.app.review import review_tabs, reviewer_name
-
     if store is None:
         store = ReviewStore()
-    service.thresholds.update({k: v for k, v in store.applied_thresholds().items() if k in service.registry.entries})
-
-    run_models = gpu_task(service.compare, duration=120)  # spaces.GPU on a ZeroGPU Space, else as is
+    service.attach_store(store)  # thresholds applied before (and from now on) live in the store
     domains = service.domains()
     examples = [(p, d) for p, d in build_examples(examples_dir) if d in domains]
 
-    # ------------------------------------------------------------------ callbacks
-    def compare(upload: str | None, record: str | None, domain: str, request: gr.Request = None,
-                profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
-        """Run the three detectors of a model set on one image or sound.
-
-        Args:
-            upload: an image (PNG, JPEG, BMP, TIFF, WebP) or audio file (WAV, FLAC, OGG, MP3).
-            record: a recorded sound, used when nothing is uploaded.
-            domain: the model set: "auto" (by file type), or one of the registry's domains.
-        Returns:
-            the comparison as JSON (with the ``item_id`` under which the review store keeps it),
-            and the maps (.npy) and normal versions (.png) as files.
-        """
-        path = upload or record
-        if not path:
-            raise gr.Error("Upload an image or a sound, record one, or pick an example first.")
-        try:
-            comp = run_models(path, domain=domain or "auto", name=Path(path).name,
-                              progress=lambda frac, desc: progress(frac, desc=desc))
-        except DecodemoError as exc:
-            raise gr.Error(str(exc), title="This input cannot be analysed") from None
-        res = comp.to_json(_results_dir() / comp.id)
-        try:
-            res["item_id"] = store.record(comp, user=reviewer_name(request, profile))
-        except Exception as exc:  # the comparison still answers; the person is told it was not kept
-            res["item_id"] = None
-            gr.Warning(f"The result could not be stored for review ({type(exc).__name__}: {exc}).")
-        files = [m[k] for m in res["methods"] for k in ("map_file", "normal_file") if m[k]]
-        return res, files
-
-    def draw(result: dict | None, opacity: float, *thresholds: float, reset: bool = False):
-        """Everything the page shows for a held result (no model runs)."""
-        n_out = 2 + 5 * len(METHOD_ORDER) + 4
-        if not result or "id" not in result:
-            return [gr.update()] * n_out
-        try:
-            comp = service.result(result["id"])
-        except DecodemoError as exc:
-            raise gr.Error(str(exc)) from None
-        by_method = {o.method: o for o in comp.outcomes}
-        if not reset:
-            wanted = {m: _snap(t, by_method[m]) for m, t in zip(METHOD_ORDER, thresholds) if m in by_method}
-            comp = comp.with_thresholds({m: t for m, t in wanted.items() if t is not None})
-            by_method = {o.method: o for o in comp.outcomes}
-        audio = comp.modality == "audio"
-        out: list[Any] = [_summary_md(comp),
-                          gr.update(value=comp.path if audio else None, visible=audio)]
-        for m in METHOD_ORDER:
-            o = by_method.get(m)
-            if o is None:
-                out += [gr.update(visible=False)] + [gr.update()] * 4
-                continue
-            nv = render.normal_version(comp, o)
-            lo, hi, step = _slider_range(o)
-            out += [
-                gr.update(visible=True),
-                _method_md(o),
-                render.method_overlay(comp, o, opacity),
-                gr.update(value=nv, visible=nv is not None),
-                gr.update(minimum=lo, maximum=hi, step=step, value=_round_sig(o.threshold, 6)) if reset else gr.update(),
-            ]
-        out += [render.reference_figure(comp), render.latency_figure(comp),
-                gr.update(value=render.frame_figure(comp) if audio else None, visible=audio),
-                gr.update(value=render.spectrogram_figure(comp, opacity) if audio else None, visible=audio)]
-        return out
-
-    def draw_new(result, opacity):
-        return draw(result, opacity, reset=True)
-
-    def defaults(result):
-        """Put every threshold control back to the model's stored threshold."""
-        if not result or "id" not in result:
-            return [gr.update()] * len(METHOD_ORDER)
-        comp = service.result(result["id"])
-        by_method = {o.method: o for o in comp.outcomes}
-        return [gr.update(value=service.threshold(by_method[m].model)) if m in by_method else gr.update()
-                for m in METHOD_ORDER]
-
-    # ------------------------------------------------------------------ layout
     with gr.Blocks(title="decodemo: diffusion anomaly detection") as demo:
         gr.HTML(f"<div class='brand'>{LOGO}<h1>decodemo</h1></div>")
         gr.Markdown(INTRO)
         with gr.Tab("Compare"):
-            with gr.Row():
-                with gr.Column(scale=1, min_width=300):
-                    upload = gr.File(label="Image or sound", type="filepath")
-                    record = gr.Audio(sources=["microphone"], type="filepath", label="…or record a sound")
-                    domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set")
-                    run = gr.Button("Compare", variant="primary")
-                    opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Map opacity")
-                    reset = gr.Button("Reset thresholds to the models' own", size="sm")
-                with gr.Column(scale=2):
-                    summary = gr.Markdown("Results appear here.")
-                    player = gr.Audio(label="The input sound", interactive=False, visible=False)
-            gr.Examples([[str(p), d] for p, d in examples], inputs=[upload, domain], label="Examples (generated "
-                        "on this machine; solar cells from the elpv-dataset package)", examples_per_page=12)
-            method_outputs: list[Any] = []
-            sliders = []
-            with gr.Row(equal_height=False):
-                for m in METHOD_ORDER:
-                    with gr.Column(elem_classes="method-col") as col:
-                        head = gr.Markdown(f"### {METHOD_TITLES[m]}")
-                        ov = gr.Image(label="Anomaly map (cyan: defect mask at the threshold)", type="numpy",
-                                      interactive=False, format="png", height=300)
-                        nv = gr.ImageSlider(label="Input | the method's normal version", type="numpy",
-                                            interactive=False, max_height=300)
-                        th = gr.Slider(label="Threshold (sensitivity: lower flags more)", minimum=0, maximum=1,
-                                       value=0.5)
-                    sliders.append(th)
-                    method_outputs += [col, head, ov, nv, th]
-            with gr.Row():
-                ref_plot = gr.Plot(label="Scores against the normal reference")
-                lat_plot = gr.Plot(label="Latency")
-            frame_plot = gr.Plot(label="Per-frame score over time", visible=False)
-            spec_plot = gr.Plot(label="Spectrogram with the anomaly maps", visible=False)
-            with gr.Accordion("Raw result (the compare API's answer) and map files", open=False):
-                result = gr.JSON(label="Result")
-                files = gr.File(label="Maps (.npy, float32 at the input's size) and normal versions (.png)",
-                                file_count="multiple", interactive=False)
+            page, upload, record, domain, run, reset = _compare_tab(service, examples)
         if settings.hf_oauth():  # a Space with hf_oauth: reviewers sign in with Hugging Face
             gr.LoginButton()
         review_tabs(service, store)
         with gr.Tab("API"):
             gr.Markdown(API_DOC)
 
-        outputs = [summary, player, *method_outputs, ref_plot, lat_plot, frame_plot, spec_plot]
-        run.click(compare, [upload, record, domain], [result, files], api_name="compare",
-                  concurrency_limit=2).success(draw_new, [result, opacity], outputs, api_visibility="private",
-                                               show_progress="hidden")
-        for control in (opacity, *sliders):
-            control.release(draw, [result, opacity, *sliders], outputs, api_visibility="private",
-                            show_progress="hidden")
-        reset.click(defaults, [result], sliders, api_visibility="private").then(
-            draw, [result, opacity, *sliders], outputs, api_visibility="private", show_progress="hidden")
+        h = CompareHandlers(service, store, page)
+        outputs, controls = page.outputs(), [page.result, page.opacity, *page.sliders]
+        quiet = dict(api_visibility="private", show_progress="hidden")
+        run.click(h.compare, [upload, record, domain], [page.result, page.files], api_name="compare",
+                  concurrency_limit=2).success(h.draw_new, [page.result, page.opacity], outputs, **quiet)
+        for control in (page.opacity, *page.sliders):
+            control.release(h.draw, controls, outputs, **quiet)
+        reset.click(h.defaults, [page.result], page.sliders, api_visibility="private").then(h.draw, controls, outputs,
+                                                                                           **quiet)
     demo.service = service  # for tests and scripts
     demo.store = store
     demo.examples_list = examples
     return demo
+
+
+def _compare_tab(service: Service, examples):
+    """The compare tab's layout -> its :class:`ComparePage` and the input controls."""
+    from decodemo.app.compare import ComparePage, MethodPanel
+
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            upload = gr.File(label="Image or sound", type="filepath")
+            record = gr.Audio(sources=["microphone"], type="filepath", label="…or record a sound")
+            domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set")
+            run = gr.Button("Compare", variant="primary")
+            opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Map opacity")
+            reset = gr.Button("Reset thresholds to the models' own", size="sm")
+        with gr.Column(scale=2):
+            summary = gr.Markdown("Results appear here.")
+            player = gr.Audio(label="The input sound", interactive=False, visible=False)
+    gr.Examples([[str(p), d] for p, d in examples], inputs=[upload, domain], label="Examples (generated "
+                "on this machine; solar cells from the elpv-dataset package)", examples_per_page=12)
+    panels: dict[str, MethodPanel] = {}
+    with gr.Row(equal_height=False):
+        for m in METHOD_ORDER:
+            with gr.Column(elem_classes="method-col") as col:
+                panels[m] = MethodPanel(
+                    column=col, head=gr.Markdown(f"### {METHOD_TITLES[m]}"),
+                    overlay=gr.Image(label="Anomaly map (cyan: defect mask at the threshold)", type="numpy",
+                                     interactive=False, format="png", height=300),
+                    normal=gr.ImageSlider(label="Input | the method's normal version", type="numpy",
+                                          interactive=False, max_height=300),
+                    threshold=gr.Slider(label="Threshold (sensitivity: lower flags more)", minimum=0, maximum=1,
+                                        value=0.5))
+    with gr.Row():
+        ref_plot = gr.Plot(label="Scores against the normal reference")
+        lat_plot = gr.Plot(label="Latency")
+    frame_plot = gr.Plot(label="Per-frame score over time", visible=False)
+    spec_plot = gr.Plot(label="Spectrogram with the anomaly maps", visible=False)
+    with gr.Accordion("Raw result (the compare API's answer) and map files", open=False):
+        result = gr.JSON(label="Result")
+        files = gr.File(label="Maps (.npy, float32 at the input's size) and normal versions (.png)",
+                        file_count="multiple", interactive=False)
+    page = ComparePage(summary=summary, player=player, panels=panels, reference_plot=ref_plot,
+                       latency_plot=lat_plot, frame_plot=frame_plot, spectrogram_plot=spec_plot, result=result,
+                       files=files, opacity=opacity, sliders=[p.threshold for p in panels.values()])
+    return page, upload, record, domain, run, reset
 
 
 API_DOC = """### Calling decodemo from Python

@@ -27,7 +27,7 @@ import torch
 
 from decodemo.data.layout import scan_layout
 from decodemo.evaluation import evaluate
-from decodemo.inputs import sample_tensors
+from decodemo.inference import sample_tensors
 from decodemo.io.spectrogram import MelConfig
 from decodemo.methods import load_model
 

@@ -33,11 +33,9 @@ import torch
 
 from decodemo.data.layout import scan_layout
 from decodemo.evaluation import evaluate
-from decodemo.inputs import audio_input, image_tensor
-from decodemo.io.spectrogram import MelConfig
+from decodemo.inference import detect_prepared, prepare_path
 from decodemo.methods import load_model
 from decodemo.methods.catalogue import DIFFUSION_METHODS
-from decodemo.scoring import detect_clip
 
 METHODS = DIFFUSION_METHODS
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,17 +70,14 @@ def _median_time(fn, repeats: int) -> float:
 
 def measure_speed(model, files: list[Path], *, modality: str, repeats: int, **kwargs) -> dict[str, float]:
     """Latency at batch 1 (s per image or clip) and throughput at batch 16 (images or clips per s)."""
-    cfg = model.config
-    if modality == "audio":
-        mel = MelConfig.from_dict(cfg.mel)
-        clips = [audio_input(f, mel, cfg.image_size) for f in files]
-        per_clip = len(clips[0].windows)
-        latency = _median_time(lambda: detect_clip(model, clips[0], batch_size=1, **kwargs), repeats)
-        windows = torch.cat([c.windows for c in clips])[:16]
+    inputs = [prepare_path(f, model.config) for f in files[:16]]
+    latency = _median_time(lambda: detect_prepared(model, inputs[0], batch_size=1, **kwargs), repeats)
+    if modality == "audio":  # throughput: 16 spectrogram windows in one batch, counted in clips
+        per_clip = len(inputs[0].windows)
+        windows = torch.cat([c.windows for c in inputs])[:16]
         t = _median_time(lambda: model.detect(windows, **kwargs), repeats)
         return {"latency_b1_s": latency, "throughput_b16": len(windows) / t / per_clip, "windows_per_clip": per_clip}
-    x = torch.stack([image_tensor(f, cfg.image_size) for f in files[:16]])
-    latency = _median_time(lambda: model.detect(x[:1], **kwargs), repeats)
+    x = torch.cat(inputs)
     t = _median_time(lambda: model.detect(x, **kwargs), repeats)
     return {"latency_b1_s": latency, "throughput_b16": len(x) / t}
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from decodemo.data.layout import refuse_inside_repo
+from decodemo.data.writing import remove_stale_files, write_atomically, write_json_atomically
 from decodemo.errors import DatasetError
 
 __all__ = ["load_elpv", "build_elpv_layout", "DEFECT_FOLDERS", "MANIFEST_NAME", "main"]
@@ -153,17 +154,13 @@ def build_elpv_layout(
     for folder, items in plan.items():
         d = out / folder
         d.mkdir(parents=True, exist_ok=True)
-        wanted = {name for _, name in items}
-        for stale in d.glob("*.png"):
-            if stale.name not in wanted:
-                stale.unlink()
+        remove_stale_files(d, ".png", {name for _, name in items})
         for i, name in items:
             target = d / name
             if target.is_file():
                 continue  # same index -> same pixels; resume a partial build
-            tmp = d / f".{name}.tmp"
-            Image.fromarray(np.ascontiguousarray(images[i])).save(tmp, format="PNG")
-            tmp.replace(target)
+            pixels = Image.fromarray(np.ascontiguousarray(images[i]))
+            write_atomically(target, lambda tmp: pixels.save(tmp, format="PNG"))
 
     counts = {folder: len(items) for folder, items in plan.items()}
     manifest = {
@@ -177,9 +174,7 @@ def build_elpv_layout(
         },
         "files": {folder: [name for _, name in items] for folder, items in plan.items()},
     }
-    tmp = out / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(out / MANIFEST_NAME)
+    write_json_atomically(out / MANIFEST_NAME, manifest)
     return out
 
 

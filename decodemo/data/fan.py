@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from decodemo.data.layout import refuse_inside_repo, repo_root
+from decodemo.data.writing import remove_stale_files, write_atomically, write_json_atomically
 from decodemo.errors import DatasetError
 
 __all__ = ["DEFAULT_SRC", "LABEL_FOLDERS", "build_fan_layout", "parse_recording_name", "plan_fan_split", "main"]
@@ -98,11 +99,110 @@ def plan_fan_split(names: list[str]) -> dict[str, str]:
 
 
 def _cut(n: int, clip: int, min_last: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of consecutive clips of ``clip`` samples out of ``n``, plus a shorter
+    last one when at least ``min_last`` (and 1) samples remain."""
     bounds = [(s, s + clip) for s in range(0, n - clip + 1, clip)]
     done = bounds[-1][1] if bounds else 0
     if n - done >= max(min_last, 1):
         bounds.append((done, n))
     return bounds
+
+
+def _data_dir(src: Path) -> Path:
+    """``src/data``, the folder of the raw recordings; refused when it does not exist."""
+    data_dir = src / "data"
+    if not data_dir.is_dir():
+        raise DatasetError(
+            f"No folder {data_dir}: expected the fan recordings as <src>/data/<LABEL>_<timestamp>.wav "
+            f"(default src {DEFAULT_SRC})."
+        )
+    return data_dir
+
+
+def _recordings(data_dir: Path) -> list[str]:
+    """The names of the ``.wav`` recordings in ``data_dir`` (hidden files left out), sorted."""
+    recordings = sorted(p.name for p in data_dir.iterdir() if p.suffix.lower() == ".wav" and not p.name.startswith("."))
+    if not recordings:
+        raise DatasetError(f"No .wav recordings in {data_dir}.")
+    return recordings
+
+
+def _read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """A recording's int16 samples ``(n,)`` (channels averaged and rounded) and its rate."""
+    import soundfile as sf
+
+    try:
+        y, sr = sf.read(path, dtype="int16", always_2d=True)
+    except Exception as exc:  # soundfile raises its own error types
+        raise DatasetError(f"Cannot read recording {path}: {exc}") from exc
+    if y.shape[1] > 1:
+        y = np.rint(y.astype(np.float64).mean(axis=1, keepdims=True)).astype(np.int16)
+    return y[:, 0], sr
+
+
+def _write_clips(y: np.ndarray, sr: int, folder: Path, stem: str, bounds: list[tuple[int, int]]) -> list[str]:
+    """Write ``y[a:b]`` for each ``(a, b)`` of ``bounds`` as ``folder/<stem>_<k>.wav`` (16-bit)."""
+    import soundfile as sf
+
+    clips = []
+    for k, (a, b) in enumerate(bounds):
+        clip_name = f"{stem}_{k}.wav"
+        write_atomically(folder / clip_name,
+                         lambda tmp: sf.write(tmp, y[a:b], sr, subtype="PCM_16", format="WAV"))
+        clips.append(clip_name)
+    return clips
+
+
+def _cut_recording(path: Path, out: Path, folder: str, clip_seconds: float, min_last_fraction: float) -> dict:
+    """Cut one recording into clips under ``out/folder``; returns its ``split.json`` entry."""
+    label, ts, session = parse_recording_name(path.name)
+    y, sr = _read_mono(path)
+    clip = int(round(clip_seconds * sr))
+    bounds = _cut(len(y), clip, int(round(min_last_fraction * clip)))
+    d = out / folder
+    d.mkdir(parents=True, exist_ok=True)
+    clips = _write_clips(y, sr, d, path.stem.replace(" ", "_"), bounds)
+    return {
+        "recording": path.name,
+        "label": label,
+        "session": session,
+        "timestamp": ts,
+        "folder": folder,
+        "seconds": round(len(y) / sr, 3),
+        "sample_rate": int(sr),
+        "clips": clips,
+    }
+
+
+def _remove_stale_clips(out: Path, entries: list[dict]) -> None:
+    """Delete the WAV files in the written folders that no entry lists (an earlier build's)."""
+    written: dict[str, set[str]] = {}
+    for e in entries:
+        written.setdefault(e["folder"], set()).update(e["clips"])
+    for folder, names in written.items():
+        remove_stale_files(out / folder, ".wav", names)
+
+
+def _split_record(src: Path, entries: list[dict], clip_seconds: float, min_last_fraction: float) -> dict:
+    """The content of ``split.json``: the policy, per-folder totals and every recording's entry."""
+    folders = {}
+    for e in entries:
+        f = folders.setdefault(e["folder"], {"recordings": [], "clips": 0})
+        f["recordings"].append(e["recording"])
+        f["clips"] += len(e["clips"])
+    return {
+        "source": str(src.resolve()),
+        "clip_seconds": float(clip_seconds),
+        "min_last_fraction": float(min_last_fraction),
+        "policy": (
+            "split by source recording; ON sorted by timestamp, rank % 3 == 1 -> test/good "
+            "(plus the middle recording of any session left without one), others -> train/good; "
+            "BLADE FAULT -> test/blade_fault, TAPPING -> test/tapping, FAN_GUARDS -> extra/fan_guards, "
+            "OFF -> extra/off; non-overlapping clips, last partial clip kept if >= min_last_fraction of a clip"
+        ),
+        "folders": dict(sorted(folders.items())),
+        "recordings": entries,
+    }
 
 
 def build_fan_layout(
@@ -118,87 +218,20 @@ def build_fan_layout(
     folders that this build does not write are removed (a rebuild leaves no stale clips);
     ``split.json`` is written last. Returns the output folder.
     """
-    import soundfile as sf
-
     src = Path(src).expanduser()
-    data_dir = src / "data"
-    if not data_dir.is_dir():
-        raise DatasetError(
-            f"No folder {data_dir}: expected the fan recordings as <src>/data/<LABEL>_<timestamp>.wav "
-            f"(default src {DEFAULT_SRC})."
-        )
+    data_dir = _data_dir(src)
     if clip_seconds <= 0:
         raise ValueError(f"clip_seconds must be > 0, got {clip_seconds}")
-    recordings = sorted(p.name for p in data_dir.iterdir() if p.suffix.lower() == ".wav" and not p.name.startswith("."))
-    if not recordings:
-        raise DatasetError(f"No .wav recordings in {data_dir}.")
+    recordings = _recordings(data_dir)
     out = refuse_inside_repo(out_dir)
     plan = plan_fan_split(recordings)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / SPLIT_NAME).unlink(missing_ok=True)
-    entries = []
-    written: dict[str, set[str]] = {}
-    for name in recordings:
-        folder = plan[name]
-        label, ts, session = parse_recording_name(name)
-        try:
-            y, sr = sf.read(data_dir / name, dtype="int16", always_2d=True)
-        except Exception as exc:  # soundfile raises its own error types
-            raise DatasetError(f"Cannot read recording {data_dir / name}: {exc}") from exc
-        if y.shape[1] > 1:
-            y = np.rint(y.astype(np.float64).mean(axis=1, keepdims=True)).astype(np.int16)
-        y = y[:, 0]
-        clip = int(round(clip_seconds * sr))
-        bounds = _cut(len(y), clip, int(round(min_last_fraction * clip)))
-        d = out / folder
-        d.mkdir(parents=True, exist_ok=True)
-        stem = Path(name).stem.replace(" ", "_")
-        clips = []
-        for k, (a, b) in enumerate(bounds):
-            clip_name = f"{stem}_{k}.wav"
-            tmp = d / f".{clip_name}.tmp"
-            sf.write(tmp, y[a:b], sr, subtype="PCM_16", format="WAV")
-            tmp.replace(d / clip_name)
-            clips.append(clip_name)
-        written.setdefault(folder, set()).update(clips)
-        entries.append({
-            "recording": name,
-            "label": label,
-            "session": session,
-            "timestamp": ts,
-            "folder": folder,
-            "seconds": round(len(y) / sr, 3),
-            "sample_rate": int(sr),
-            "clips": clips,
-        })
-
-    for folder, names in written.items():
-        for stale in (out / folder).glob("*.wav"):
-            if stale.name not in names:
-                stale.unlink()
-
-    folders = {}
-    for e in entries:
-        f = folders.setdefault(e["folder"], {"recordings": [], "clips": 0})
-        f["recordings"].append(e["recording"])
-        f["clips"] += len(e["clips"])
-    split = {
-        "source": str(src.resolve()),
-        "clip_seconds": float(clip_seconds),
-        "min_last_fraction": float(min_last_fraction),
-        "policy": (
-            "split by source recording; ON sorted by timestamp, rank % 3 == 1 -> test/good "
-            "(plus the middle recording of any session left without one), others -> train/good; "
-            "BLADE FAULT -> test/blade_fault, TAPPING -> test/tapping, FAN_GUARDS -> extra/fan_guards, "
-            "OFF -> extra/off; non-overlapping clips, last partial clip kept if >= min_last_fraction of a clip"
-        ),
-        "folders": dict(sorted(folders.items())),
-        "recordings": entries,
-    }
-    tmp = out / f".{SPLIT_NAME}.tmp"
-    tmp.write_text(json.dumps(split, indent=1))
-    tmp.replace(out / SPLIT_NAME)
+    entries = [_cut_recording(data_dir / name, out, plan[name], clip_seconds, min_last_fraction)
+               for name in recordings]
+    _remove_stale_clips(out, entries)
+    write_json_atomically(out / SPLIT_NAME, _split_record(src, entries, clip_seconds, min_last_fraction))
     return out
 
 

@@ -201,6 +201,89 @@ def _kind_samples(root: Path, split: str, kind_dir: Path) -> list[Sample]:
 # ----------------------------------------------------------------------------- scanning
 
 
+def _checked_root(root: str | Path) -> Path:
+    """``root`` resolved, refusing a missing path, a file, and a folder without train/ or test/."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
+    if not root.is_dir():
+        raise DatasetError(f"Dataset path {root} is not a folder. {LAYOUT_HELP}")
+    root = root.resolve()
+    if not (root / "train").is_dir() and not (root / "test").is_dir():
+        raise DatasetError(f"Folder {root} has neither train/ nor test/. {LAYOUT_HELP}")
+    return root
+
+
+def _refuse_loose_files(root: Path) -> None:
+    """Refuse sample files placed directly in ``train/``, ``test/`` or ``extra/``."""
+    for d in (root / split for split in _SPLITS):
+        loose = _loose_sample_files(d)
+        if loose:
+            raise DatasetError(
+                f"Sample files sit directly in {d.name}/ of {root} (e.g. {loose[0].name}); "
+                f"put them in {d.name}/<kind>/ ({d.name}/good/ for normal samples). {LAYOUT_HELP}"
+            )
+
+
+def _train_samples(root: Path, require_train: bool) -> list[Sample]:
+    """The samples of ``train/good`` (the only kind ``train/`` may hold)."""
+    train_dir = root / "train"
+    train: list[Sample] = []
+    if train_dir.is_dir():
+        others = [d.name for d in _subdirs(train_dir) if d.name != "good"]
+        if others:
+            raise DatasetError(
+                f"train/ of {root} holds folders other than good/ ({', '.join(others)}); "
+                f"training data is normal only. Move anomalies to test/<kind>/. {LAYOUT_HELP}"
+            )
+        if (train_dir / "good").is_dir():
+            train = _kind_samples(root, "train", train_dir / "good")
+    if require_train and not (train_dir / "good").is_dir():
+        raise DatasetError(f"Missing folder train/good/ in {root}: it must hold the normal training samples. {LAYOUT_HELP}")
+    return train
+
+
+def _test_samples(root: Path, require_test: bool) -> list[Sample]:
+    """The samples of ``test/``: ``good`` first, then the kinds in natural order."""
+    test_dir = root / "test"
+    test: list[Sample] = []
+    if test_dir.is_dir():
+        kind_dirs = _subdirs(test_dir)
+        kind_dirs.sort(key=lambda d: (d.name != "good", _natural_key(d.name)))
+        for d in kind_dirs:
+            test.extend(_kind_samples(root, "test", d))
+    if require_test and not test:
+        what = "holds no kind folders" if test_dir.is_dir() else "is missing"
+        raise DatasetError(f"Folder test/ of {root} {what}; test/good/ and test/<kind>/ are required here. {LAYOUT_HELP}")
+    return test
+
+
+def _extra_samples(root: Path) -> list[Sample]:
+    """The samples of the optional ``extra/<kind>/`` folders."""
+    extra_dir = root / "extra"
+    extra: list[Sample] = []
+    if extra_dir.is_dir():
+        for d in _subdirs(extra_dir):
+            extra.extend(_kind_samples(root, "extra", d))
+    return extra
+
+
+def _single_modality(root: Path, everything: list[Sample]) -> str:
+    """The one modality of all samples; refuses no samples, and images mixed with audio."""
+    if not everything:
+        raise DatasetError(f"No samples found in {root}. {LAYOUT_HELP}")
+    by_modality: dict[str, list[Sample]] = {}
+    for s in everything:
+        by_modality.setdefault(modality_of(s.path), []).append(s)
+    if len(by_modality) > 1:
+        img, aud = by_modality["image"][0], by_modality["audio"][0]
+        raise DatasetError(
+            f"Dataset {root} mixes images and audio (e.g. {img.path.relative_to(root).as_posix()} and "
+            f"{aud.path.relative_to(root).as_posix()}); one dataset holds one modality. {LAYOUT_HELP}"
+        )
+    return next(iter(by_modality))
+
+
 def scan_layout(root: str | Path, *, require_train: bool = True, require_test: bool = False) -> Layout:
     """Read a dataset folder in the MVTec AD layout.
 
@@ -214,71 +297,12 @@ def scan_layout(root: str | Path, *, require_train: bool = True, require_test: b
     a kind folder is empty, sample files sit outside a kind folder, ``train/`` holds
     anything but ``good``, or images and audio are mixed.
     """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
-    if not root.is_dir():
-        raise DatasetError(f"Dataset path {root} is not a folder. {LAYOUT_HELP}")
-    root = root.resolve()
-
-    train_dir, test_dir, extra_dir = root / "train", root / "test", root / "extra"
-    if not train_dir.is_dir() and not test_dir.is_dir():
-        raise DatasetError(f"Folder {root} has neither train/ nor test/. {LAYOUT_HELP}")
-
-    for d in (train_dir, test_dir, extra_dir):
-        loose = _loose_sample_files(d)
-        if loose:
-            raise DatasetError(
-                f"Sample files sit directly in {d.name}/ of {root} (e.g. {loose[0].name}); "
-                f"put them in {d.name}/<kind>/ ({d.name}/good/ for normal samples). {LAYOUT_HELP}"
-            )
-
-    # train: only good
-    train: list[Sample] = []
-    if train_dir.is_dir():
-        others = [d.name for d in _subdirs(train_dir) if d.name != "good"]
-        if others:
-            raise DatasetError(
-                f"train/ of {root} holds folders other than good/ ({', '.join(others)}); "
-                f"training data is normal only. Move anomalies to test/<kind>/. {LAYOUT_HELP}"
-            )
-        if (train_dir / "good").is_dir():
-            train = _kind_samples(root, "train", train_dir / "good")
-    if require_train and not (train_dir / "good").is_dir():
-        raise DatasetError(f"Missing folder train/good/ in {root}: it must hold the normal training samples. {LAYOUT_HELP}")
-
-    # test
-    test: list[Sample] = []
-    if test_dir.is_dir():
-        kind_dirs = _subdirs(test_dir)
-        kind_dirs.sort(key=lambda d: (d.name != "good", _natural_key(d.name)))
-        for d in kind_dirs:
-            test.extend(_kind_samples(root, "test", d))
-    if require_test and not test:
-        what = "holds no kind folders" if test_dir.is_dir() else "is missing"
-        raise DatasetError(f"Folder test/ of {root} {what}; test/good/ and test/<kind>/ are required here. {LAYOUT_HELP}")
-
-    # extra
-    extra: list[Sample] = []
-    if extra_dir.is_dir():
-        for d in _subdirs(extra_dir):
-            extra.extend(_kind_samples(root, "extra", d))
-
-    everything = train + test + extra
-    if not everything:
-        raise DatasetError(f"No samples found in {root}. {LAYOUT_HELP}")
-
-    by_modality: dict[str, list[Sample]] = {}
-    for s in everything:
-        by_modality.setdefault(modality_of(s.path), []).append(s)
-    if len(by_modality) > 1:
-        img, aud = by_modality["image"][0], by_modality["audio"][0]
-        raise DatasetError(
-            f"Dataset {root} mixes images and audio (e.g. {img.path.relative_to(root).as_posix()} and "
-            f"{aud.path.relative_to(root).as_posix()}); one dataset holds one modality. {LAYOUT_HELP}"
-        )
-    modality = next(iter(by_modality))
-
+    root = _checked_root(root)
+    _refuse_loose_files(root)
+    train = _train_samples(root, require_train)
+    test = _test_samples(root, require_test)
+    extra = _extra_samples(root)
+    modality = _single_modality(root, train + test + extra)
     kinds = sorted({s.kind for s in test if s.kind != "good"}, key=_natural_key)
     return Layout(root=root, modality=modality, train=train, test=test, extra=extra, kinds=kinds)
 

@@ -8,7 +8,8 @@ value range, returning the exact mask of the pixels that changed.
 
 Audio: :func:`make_hum` synthesises a ~120 Hz machine hum with harmonics plus low noise,
 and optionally an anomaly, returning the time-frequency boxes of the anomaly (events);
-:func:`events_to_tf_mask` rasterises those boxes onto a spectrogram grid.
+:func:`events_to_tf_mask` rasterises those boxes onto a spectrogram grid (both live in
+:mod:`decodemo.data.hum` and are exported here).
 
 Command line: ``python -m decodemo.data.synthetic --out DIR --modality image|audio``.
 """
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from decodemo.data.hum import AUDIO_ANOMALIES, SAMPLE_RATE, events_to_tf_mask, make_hum
+from decodemo.data.writing import remove_stale_files
+
 __all__ = [
     "DEFECT_KINDS",
     "AUDIO_ANOMALIES",
@@ -34,8 +38,6 @@ __all__ = [
 ]
 
 DEFECT_KINDS = ("scratch", "spot", "crack")
-AUDIO_ANOMALIES = ("click", "tone_shift", "burst")
-SAMPLE_RATE = 16000
 
 # texture palette: values stay within [_BASE_LO, _BASE_HI] in every channel
 _BASE_LO, _BASE_HI = 80, 200
@@ -47,12 +49,6 @@ _DEFECT_COLOURS = {
     "spot": (np.array([52, 34, 22]), 5),  # dark rust
     "crack": (np.array([22, 20, 26]), 4),  # near black
 }
-
-
-def _rng(rng_or_seed) -> np.random.Generator:
-    if isinstance(rng_or_seed, np.random.Generator):
-        return rng_or_seed
-    return np.random.default_rng(rng_or_seed)
 
 
 # ----------------------------------------------------------------------------- images
@@ -132,7 +128,7 @@ def make_texture(rng_or_seed, *, size: int = 128, defect: str | None = None) -> 
     size = int(size)
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
-    rng = _rng(rng_or_seed)
+    rng = np.random.default_rng(rng_or_seed)  # a Generator is returned as it is
     base = _base_texture(rng, size)
     if defect is None:
         return base, np.zeros((size, size), dtype=bool)
@@ -146,149 +142,7 @@ def make_texture(rng_or_seed, *, size: int = 128, defect: str | None = None) -> 
     return img, mask
 
 
-# ----------------------------------------------------------------------------- audio
-
-
-_HARMONIC_AMPS = np.array([1.0, 0.6, 0.45, 0.3, 0.2, 0.12])
-
-
-def _bandpass_noise(rng, n: int, sr: int, lo: float, hi: float) -> np.ndarray:
-    spec = np.fft.rfft(rng.normal(size=n))
-    freqs = np.fft.rfftfreq(n, 1.0 / sr)
-    spec[(freqs < lo) | (freqs > hi)] = 0.0
-    y = np.fft.irfft(spec, n)
-    rms = float(np.sqrt(np.mean(y**2))) or 1.0
-    return y / rms
-
-
-def make_hum(
-    rng_or_seed, *, seconds: float = 2.0, sample_rate: int = SAMPLE_RATE, anomaly: str | None = None
-) -> tuple[np.ndarray, list[dict]]:
-    """A synthetic machine hum ``(y float32 (n,), events)``.
-
-    Normal sound: fundamental ~120 Hz (jittered by 1 %) with 6 harmonics of jittered
-    amplitude and random phase, a slow 3 % amplitude wobble and low white background noise;
-    peak about 0.35. The normal part is drawn from the generator first, so for ``'click'``
-    and ``'burst'`` the signal differs from the ``anomaly=None`` one of the same seed only
-    inside the events' time spans.
-
-    Anomalies (``events`` lists their time-frequency boxes as dicts with ``start_s``,
-    ``end_s``, ``fmin_hz``, ``fmax_hz``; empty when ``anomaly`` is None):
-
-    * ``'click'``: 3-5 short (2-4 ms) broadband impulses, each box spanning 0..Nyquist;
-    * ``'tone_shift'``: the fundamental moves by 20-40 % (up or down) for 0.3-0.6 s of the
-      clip (phase-continuous); the box spans the harmonics of both pitches;
-    * ``'burst'``: a 0.2-0.5 s band-limited noise burst (400-1500 Hz wide, centred in
-      1.5-5 kHz) under a Hann envelope.
-    """
-    if anomaly is not None and anomaly not in AUDIO_ANOMALIES:
-        raise ValueError(f"anomaly must be None or one of {AUDIO_ANOMALIES}, got {anomaly!r}")
-    sr = int(sample_rate)
-    n = int(round(seconds * sr))
-    if n < int(0.5 * sr):
-        raise ValueError(f"seconds must be >= 0.5, got {seconds}")
-    rng = _rng(rng_or_seed)
-
-    # normal part: every draw happens here, before any anomaly draw
-    f0 = 120.0 * (1.0 + rng.uniform(-0.01, 0.01))
-    amps = _HARMONIC_AMPS * (1.0 + rng.uniform(-0.1, 0.1, size=len(_HARMONIC_AMPS)))
-    phases = rng.uniform(0.0, 2 * math.pi, size=len(_HARMONIC_AMPS))
-    wob_rate, wob_phase = rng.uniform(0.5, 2.0), rng.uniform(0.0, 2 * math.pi)
-    noise = rng.normal(0.0, 0.003, size=n)
-    t = np.arange(n) / sr
-    wobble = 1.0 + 0.03 * np.sin(2 * math.pi * wob_rate * t + wob_phase)
-    scale = 0.35 / float(amps.sum())
-
-    def harmonics(f_track: np.ndarray) -> np.ndarray:
-        phase = 2 * math.pi * np.cumsum(f_track) / sr
-        out = np.zeros(n)
-        for k, (a, p) in enumerate(zip(amps, phases), start=1):
-            out += a * np.sin(k * phase + p)
-        return out * wobble * scale
-
-    f_track = np.full(n, f0)
-    events: list[dict] = []
-    extra = np.zeros(n)
-    nyq = sr / 2.0
-    if anomaly == "click":
-        k = int(rng.integers(3, 6))
-        slots = np.sort(rng.choice(np.arange(1, 2 * k + 1), size=k, replace=False))
-        for slot in slots:  # spread the clicks over the clip, never overlapping
-            start = int((slot + rng.uniform(0.1, 0.6)) / (2 * k + 2) * n)
-            dur = int(rng.uniform(0.002, 0.004) * sr)
-            env = np.exp(-np.arange(dur) / (dur / 4.0))
-            extra[start:start + dur] += rng.uniform(0.4, 0.7) * env * rng.choice([-1.0, 1.0], size=dur)
-            events.append({"start_s": start / sr, "end_s": (start + dur) / sr, "fmin_hz": 0.0, "fmax_hz": nyq})
-    elif anomaly == "tone_shift":
-        dur = int(rng.uniform(0.3, min(0.6, 0.5 * seconds)) * sr)
-        start = int(rng.integers(int(0.1 * n), max(int(0.1 * n) + 1, n - dur - int(0.1 * n))))
-        ratio = rng.uniform(1.2, 1.4) if rng.uniform() < 0.5 else rng.uniform(0.6, 0.8)
-        f_track[start:start + dur] = f0 * ratio
-        lo, hi = min(f0, f0 * ratio), max(f0, f0 * ratio)
-        events.append({
-            "start_s": start / sr, "end_s": (start + dur) / sr,
-            "fmin_hz": 0.9 * lo, "fmax_hz": min(nyq, 1.1 * len(amps) * hi),
-        })
-    elif anomaly == "burst":
-        dur = int(rng.uniform(0.2, min(0.5, 0.5 * seconds)) * sr)
-        start = int(rng.integers(int(0.1 * n), max(int(0.1 * n) + 1, n - dur - int(0.1 * n))))
-        bw = rng.uniform(400.0, 1500.0)
-        fc = rng.uniform(1500.0, min(5000.0, nyq - bw))
-        lo, hi = fc - bw / 2, fc + bw / 2
-        burst = _bandpass_noise(rng, dur, sr, lo, hi) * rng.uniform(0.05, 0.08) * np.hanning(dur)
-        extra[start:start + dur] += burst
-        events.append({"start_s": start / sr, "end_s": (start + dur) / sr, "fmin_hz": lo, "fmax_hz": hi})
-
-    y = harmonics(f_track) + noise + extra
-    y = np.clip(y, -0.99, 0.99).astype(np.float32)
-    events = [{k: float(v) for k, v in e.items()} for e in events]
-    return y, events
-
-
-def _cell_edges(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = np.asarray(centres, dtype=np.float64)
-    if c.size == 1:
-        return np.array([-np.inf]), np.array([np.inf])
-    mids = (c[:-1] + c[1:]) / 2.0
-    lo = np.concatenate([[c[0] - (mids[0] - c[0])], mids])
-    hi = np.concatenate([mids, [c[-1] + (c[-1] - mids[-1])]])
-    return lo, hi
-
-
-def events_to_tf_mask(events, n_frames: int, mel_band_hz, frame_times) -> np.ndarray:
-    """Rasterise event boxes onto a spectrogram grid: bool ``(n_mels, n_frames)``.
-
-    ``mel_band_hz`` is the centre frequency of each spectrogram row (ascending) and
-    ``frame_times`` the time in seconds of each frame (ascending, ``n_frames`` of them).
-    Each cell stands for the interval between the midpoints to its neighbours; a cell is
-    True when its interval overlaps an event's box (half-open ``[lo, hi)`` cells, so an
-    event shorter than a hop or narrower than a band still marks at least one cell).
-    """
-    band = np.asarray(mel_band_hz, dtype=np.float64).ravel()
-    times = np.asarray(frame_times, dtype=np.float64).ravel()
-    if times.size != int(n_frames):
-        raise ValueError(f"frame_times has {times.size} entries but n_frames is {n_frames}")
-    mask = np.zeros((band.size, times.size), dtype=bool)
-    if band.size == 0 or times.size == 0:
-        return mask
-    f_lo, f_hi = _cell_edges(band)
-    t_lo, t_hi = _cell_edges(times)
-    for e in events:
-        s, t_end = float(e["start_s"]), float(e["end_s"])
-        fmin, fmax = float(e["fmin_hz"]), float(e["fmax_hz"])
-        rows = (f_lo <= fmax) & (f_hi > fmin)
-        cols = (t_lo <= t_end) & (t_hi > s)
-        mask |= rows[:, None] & cols[None, :]
-    return mask
-
-
 # ----------------------------------------------------------------------------- layouts
-
-
-def _clean(folder: Path, ext: str, keep: set[str]) -> None:
-    for p in folder.glob(f"*{ext}"):
-        if p.name not in keep:
-            p.unlink()
 
 
 def write_synthetic_layout(
@@ -333,11 +187,11 @@ def write_synthetic_layout(
             continue
         d.mkdir(parents=True, exist_ok=True)
         names = [f"{i:03d}{ext}" for i in range(count)]
-        _clean(d, ext, set(names))
+        remove_stale_files(d, ext, set(names))
         if modality == "image" and anomaly is not None:
             gt = root / "ground_truth" / kind
             gt.mkdir(parents=True, exist_ok=True)
-            _clean(gt, ".png", {f"{i:03d}_mask.png" for i in range(count)})
+            remove_stale_files(gt, ".png", {f"{i:03d}_mask.png" for i in range(count)})
         all_events = {}
         for i, name in enumerate(names):
             rng = np.random.default_rng([int(seed), split_ids[split], kind_ids[kind], i])

@@ -24,14 +24,15 @@ def best_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_on_device(folder: str | Path, device: str):
+def load_on_device(folder: str | Path, device: str, *, config: dict | None = None):
     """Load a model folder onto ``device``; on CUDA the diffusion UNet runs in float16 (every
-    method casts the UNet's input to its dtype and its output back to float32)."""
+    method casts the UNet's input to its dtype and its output back to float32). ``config`` is
+    the folder's ``config.json`` when the caller has read it already (it is then not read again)."""
     import torch
 
     from decodemo.methods import load_model
 
-    model = load_model(folder, device=device)
+    model = load_model(folder, device=device, config=config)
     if device.startswith("cuda") and hasattr(model, "unet"):
         model.unet.to(torch.float16)
     return model

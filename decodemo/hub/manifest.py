@@ -55,7 +55,7 @@ class Entry:
     training_data: str = ""
     licence: str = ""
     paper: str = ""
-    #: normal reference (decodemo.reference): scores and map quantiles on normal inputs
+    #: normal reference (decodemo.evaluation.reference): scores and map quantiles on normal inputs
     reference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from decodemo import settings
 from decodemo.errors import ModelError
 from decodemo.hub.devices import best_device, load_on_device
 from decodemo.hub.manifest import CHECKPOINTS, Entry, MANIFEST, load_manifest
-from decodemo.hub.resolve import resolve
+from decodemo.hub.resolve import resolve_verified
 
 
 class ModelRegistry:
@@ -60,8 +60,9 @@ class ModelRegistry:
                 if name in self._resident:
                     self._resident.move_to_end(name)
                     return self._resident[name]
-            folder, source = resolve(entry, root=self.root, cache_dir=self.cache_dir, endpoint=self.endpoint)
-            model = load_on_device(folder, self.device)
+            folder, source, config = resolve_verified(entry, root=self.root, cache_dir=self.cache_dir,
+                                                      endpoint=self.endpoint)
+            model = load_on_device(folder, self.device, config=config)
             with self._lock:
                 self.load_counts[name] += 1
                 self.sources[name] = source

@@ -35,9 +35,15 @@ def _snapshot(hub: HubSource, *, local_only: bool, cache_dir=None, endpoint=None
 
 def verify(entry: Entry, folder: Path) -> Path:
     """Refuse pickle weights and check the SHA-256 of ``model.safetensors`` against the manifest."""
+    verified_config(entry, folder)
+    return folder
+
+
+def verified_config(entry: Entry, folder: Path) -> dict:
+    """:func:`verify` ``folder`` and return its ``config.json`` (read once, here)."""
     from decodemo.methods.base import read_config
 
-    read_config(folder)  # refuses folders with pickle files, checks config.json
+    config = read_config(folder)  # refuses folders with pickle files, checks config.json
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise ModelError(f"{entry.name}: {folder} has no model.safetensors.")
@@ -45,21 +51,29 @@ def verify(entry: Entry, folder: Path) -> Path:
     if got != entry.sha256:
         raise UnsafeWeightsError(f"{entry.name}: the weights in {folder} do not match the manifest "
                                  f"(SHA-256 {got[:12]}..., expected {entry.sha256[:12]}...). Refusing to load them.")
-    return folder
+    return config
 
 
 def resolve(entry: Entry, *, root: str | Path = CHECKPOINTS, cache_dir=None, endpoint=None) -> tuple[Path, str]:
     """-> (verified folder, source) with source ``bundled``, ``cache`` or ``hub``."""
+    folder, source, _ = resolve_verified(entry, root=root, cache_dir=cache_dir, endpoint=endpoint)
+    return folder, source
+
+
+def resolve_verified(entry: Entry, *, root: str | Path = CHECKPOINTS, cache_dir=None,
+                     endpoint=None) -> tuple[Path, str, dict]:
+    """-> (verified folder, source, its ``config.json``): the config is read once, when verified."""
     if entry.bundled:
         folder = Path(root) / entry.bundled
         if (folder / "config.json").is_file():
-            return verify(entry, folder), "bundled"
+            return folder, "bundled", verified_config(entry, folder)
     if entry.hub is None:
         raise ModelUnavailableError(f"{entry.name}: its bundled folder {entry.bundled!r} is missing and it has no "
                                     f"Hub source.")
     hub = entry.hub
     try:
-        return verify(entry, _snapshot(hub, local_only=True, cache_dir=cache_dir, endpoint=endpoint)), "cache"
+        cached = _snapshot(hub, local_only=True, cache_dir=cache_dir, endpoint=endpoint)
+        return cached, "cache", verified_config(entry, cached)
     except (OSError, ValueError) as exc:
         if not _is_missing(exc):
             raise
@@ -71,7 +85,7 @@ def resolve(entry: Entry, *, root: str | Path = CHECKPOINTS, cache_dir=None, end
     except Exception as exc:  # network errors, missing repo / revision / files
         raise ModelUnavailableError(f"{entry.name}: could not download {hub.repo_id}@{hub.revision[:8]}: "
                                     f"{type(exc).__name__}: {exc}") from exc
-    return verify(entry, folder), "hub"
+    return folder, "hub", verified_config(entry, folder)
 
 
 def _is_missing(exc: Exception) -> bool:

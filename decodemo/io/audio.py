@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -32,7 +33,7 @@ from decodemo.errors import (
     SilentAudioError,
     UnsupportedFormatError,
 )
-from decodemo.io.images import Source, _a, _describe_other, _sniff_image, read_source
+from decodemo.io.source import Source, _a, _describe_other, _sniff_image, read_source
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -104,6 +105,149 @@ def _wav_missing_bytes(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+class _Decoded(NamedTuple):
+    """The decoded samples of an accepted file and what its header says."""
+
+    samples: np.ndarray  # (n, channels) float32
+    fmt: str  # libsndfile major format, one of _SF_FORMATS
+    sample_rate: int
+    channels: int
+    frames: int  # as announced by the header
+
+
+def _corrupt(label: str, claimed: str | None, detail: str, exc: BaseException | None = None) -> CorruptFileError:
+    """The error for a file that starts like ``claimed`` audio but cannot be decoded."""
+    fmt = claimed or "audio"
+    err = CorruptFileError(
+        f"{label} could not be decoded as {_a(fmt)} file ({detail}); it is damaged or cut short. "
+        f"Export it again as {ACCEPTED_AUDIO_FORMATS} and retry."
+    )
+    if exc is not None:
+        err.__cause__ = exc
+    return err
+
+
+def _too_long(clip: str, seconds: float, max_seconds: float) -> AudioTooLongError:
+    """The error for a clip of ``seconds`` over the ``max_seconds`` limit."""
+    return AudioTooLongError(
+        f"{clip} lasts {_fmt_seconds(seconds)}; the limit is {_fmt_seconds(max_seconds)}. "
+        "Cut it into shorter clips and try again."
+    )
+
+
+def _open(data: bytes, label: str, claimed: str | None) -> sf.SoundFile:
+    """Open ``data`` with libsndfile; a refusal is a corrupt file when the bytes start like an
+    accepted format, else an unsupported one (naming what the file looks like)."""
+    try:
+        return sf.SoundFile(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - libsndfile refuses in many ways
+        if claimed is not None:
+            raise _corrupt(label, claimed, _sf_detail(exc), exc) from exc
+        other = _describe_non_audio(data)
+        what = f"{label} is {other}, not an audio file we read" if other else f"{label} is not a recognised audio file"
+        raise UnsupportedFormatError(
+            f"{what}. Accepted: {ACCEPTED_AUDIO_FORMATS} files ({', '.join(AUDIO_EXTENSIONS)})."
+        ) from exc
+
+
+def _check_header(snd: sf.SoundFile, data: bytes, label: str, clip: str, claimed: str | None,
+                  max_seconds: float) -> tuple[str, int, int, int]:
+    """``(format, rate, channels, frames)`` from the header, after refusing, before any sample
+    is decoded: a format we do not accept, an invalid header, a clip announced as too long
+    (MP3 only when 10 % over, its length being an estimate) and a WAV cut short."""
+    fmt = snd.format
+    if fmt not in _SF_FORMATS:
+        raise UnsupportedFormatError(
+            f"{label} is in the {sf.available_formats().get(fmt, fmt)} format, which is not accepted. "
+            f"Convert it to {ACCEPTED_AUDIO_FORMATS} and try again."
+        )
+    sr_in, channels, frames = int(snd.samplerate), int(snd.channels), int(snd.frames)
+    if sr_in <= 0 or channels <= 0 or frames < 0:
+        raise _corrupt(label, claimed, f"invalid header: {sr_in} Hz, {channels} channels")
+    header_seconds = frames / sr_in
+    slack = 1.1 if fmt == "MP3" else 1.0
+    if header_seconds > max_seconds * slack:
+        raise _too_long(clip, header_seconds, max_seconds)
+    missing = _wav_missing_bytes(data)
+    if missing is not None:
+        declared, present = missing
+        raise _corrupt(
+            label, claimed,
+            f"cut short: the header announces {declared:,} bytes of samples "
+            f"but only {present:,} are present"
+        )
+    return fmt, sr_in, channels, frames
+
+
+def _decode(data: bytes, label: str, clip: str, max_seconds: float) -> _Decoded:
+    """Open, check the header of and decode ``data``; any decoder failure is a damaged file,
+    and so is a non-MP3 file that yields fewer samples than its header announces."""
+    claimed = _sniff_audio(data)
+    try:
+        snd = _open(data, label, claimed)
+        with snd:
+            fmt, sr_in, channels, frames = _check_header(snd, data, label, clip, claimed, max_seconds)
+            y = snd.read(dtype="float32", always_2d=True)
+    except DecodemoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a damaged file
+        raise _corrupt(label, claimed, _sf_detail(exc), exc) from exc
+    n = int(y.shape[0])
+    if fmt != "MP3" and n < frames:
+        raise _corrupt(label, claimed, f"only {n:,} of the {frames:,} samples announced by the header could be decoded")
+    return _Decoded(y, fmt, sr_in, channels, frames)
+
+
+def _check_duration(seconds: float, clip: str, min_seconds: float, max_seconds: float) -> None:
+    """Refuse a decoded clip shorter than ``min_seconds`` or longer than ``max_seconds``."""
+    if seconds < min_seconds:
+        raise AudioTooShortError(
+            f"{clip} lasts {_fmt_seconds(seconds)}; the minimum is {_fmt_seconds(min_seconds)}. "
+            "Give a longer recording."
+        )
+    if seconds > max_seconds:
+        raise _too_long(clip, seconds, max_seconds)
+
+
+def _check_finite(y: np.ndarray, clip: str) -> None:
+    """Refuse samples with any NaN or infinite value (possible in float WAV)."""
+    finite = np.isfinite(y)
+    if not finite.all():
+        bad = int(y.size - np.count_nonzero(finite))
+        raise NonFiniteAudioError(
+            f"{clip} contains {bad:,} invalid samples (NaN or infinite) out of {y.size:,}. "
+            "Re-export it from the recording software; every sample must be a finite number."
+        )
+
+
+def _check_level(mono: np.ndarray, clip: str, silence_rms: float) -> None:
+    """Refuse an all-zero clip, or one whose RMS is below ``silence_rms``."""
+    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
+    if rms == 0.0 or rms < silence_rms:
+        level = "all zeros" if rms == 0.0 else f"RMS {rms:.2e} ({20 * math.log10(rms):.1f} dBFS)"
+        raise SilentAudioError(
+            f"{clip} is silent ({level}); the minimum level is RMS {silence_rms:.1e} "
+            f"({20 * math.log10(silence_rms):.1f} dBFS). Check the recording and its gain."
+            if silence_rms > 0
+            else f"{clip} is silent (all zeros). Check the recording and its gain."
+        )
+
+
+def _resample(mono: np.ndarray, y: np.ndarray, sr_in: int, sample_rate: int, clip: str) -> np.ndarray:
+    """``mono`` resampled from ``sr_in`` to ``sample_rate`` (soxr, high quality); refused when
+    huge (finite) samples of ``y``, the decoded channels, overflow float32 on the way."""
+    import librosa  # deferred: importing librosa costs about a second
+
+    out = librosa.resample(mono, orig_sr=sr_in, target_sr=sample_rate, res_type="soxr_hq")
+    if not np.isfinite(out).all():  # finite but huge float samples overflow float32 when resampled
+        raise NonFiniteAudioError(
+            f"{clip} has sample values too large to process (peak {float(np.abs(y).max()):.3g}; full scale is 1.0): "
+            "resampling them gives invalid numbers (NaN or infinite). Re-export it from the recording software; "
+            "every sample must be a finite number of ordinary size."
+        )
+    return out
+
+
 def load_audio(
     source: Source,
     *,
@@ -149,107 +293,14 @@ def load_audio(
     data, name = read_source(source, max_bytes=max_bytes, kind="audio file")
     label = f"'{name}'" if name else "The file"
     clip = f"'{name}'" if name else "The clip"
-    claimed = _sniff_audio(data)
-
-    def corrupt(detail: str, exc: BaseException | None = None) -> CorruptFileError:
-        fmt = claimed or "audio"
-        err = CorruptFileError(
-            f"{label} could not be decoded as {_a(fmt)} file ({detail}); it is damaged or cut short. "
-            f"Export it again as {ACCEPTED_AUDIO_FORMATS} and retry."
-        )
-        if exc is not None:
-            err.__cause__ = exc
-        return err
-
-    try:
-        try:
-            snd = sf.SoundFile(io.BytesIO(data))
-        except Exception as exc:  # noqa: BLE001 - libsndfile refuses in many ways
-            if claimed is not None:
-                raise corrupt(_sf_detail(exc), exc) from exc
-            other = _describe_non_audio(data)
-            what = f"{label} is {other}, not an audio file we read" if other else f"{label} is not a recognised audio file"
-            raise UnsupportedFormatError(
-                f"{what}. Accepted: {ACCEPTED_AUDIO_FORMATS} files ({', '.join(AUDIO_EXTENSIONS)})."
-            ) from exc
-
-        with snd:
-            fmt = snd.format
-            if fmt not in _SF_FORMATS:
-                raise UnsupportedFormatError(
-                    f"{label} is in the {sf.available_formats().get(fmt, fmt)} format, which is not accepted. "
-                    f"Convert it to {ACCEPTED_AUDIO_FORMATS} and try again."
-                )
-            sr_in, channels, frames = int(snd.samplerate), int(snd.channels), int(snd.frames)
-            if sr_in <= 0 or channels <= 0 or frames < 0:
-                raise corrupt(f"invalid header: {sr_in} Hz, {channels} channels")
-
-            # Header checks, before decoding the samples.
-            header_seconds = frames / sr_in
-            slack = 1.1 if fmt == "MP3" else 1.0
-            if header_seconds > max_seconds * slack:
-                raise AudioTooLongError(
-                    f"{clip} lasts {_fmt_seconds(header_seconds)}; the limit is {_fmt_seconds(max_seconds)}. "
-                    "Cut it into shorter clips and try again."
-                )
-            missing = _wav_missing_bytes(data)
-            if missing is not None:
-                declared, present = missing
-                raise corrupt(
-                    f"cut short: the header announces {declared:,} bytes of samples "
-                    f"but only {present:,} are present"
-                )
-            y = snd.read(dtype="float32", always_2d=True)
-    except DecodemoError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a damaged file
-        raise corrupt(_sf_detail(exc), exc) from exc
-
-    n = int(y.shape[0])
-    if fmt != "MP3" and n < frames:
-        raise corrupt(f"only {n:,} of the {frames:,} samples announced by the header could be decoded")
-
-    seconds = n / sr_in
-    if seconds < min_seconds:
-        raise AudioTooShortError(
-            f"{clip} lasts {_fmt_seconds(seconds)}; the minimum is {_fmt_seconds(min_seconds)}. "
-            "Give a longer recording."
-        )
-    if seconds > max_seconds:
-        raise AudioTooLongError(
-            f"{clip} lasts {_fmt_seconds(seconds)}; the limit is {_fmt_seconds(max_seconds)}. "
-            "Cut it into shorter clips and try again."
-        )
-
-    finite = np.isfinite(y)
-    if not finite.all():
-        bad = int(y.size - np.count_nonzero(finite))
-        raise NonFiniteAudioError(
-            f"{clip} contains {bad:,} invalid samples (NaN or infinite) out of {y.size:,}. "
-            "Re-export it from the recording software; every sample must be a finite number."
-        )
-
-    mono = y[:, 0] if channels == 1 else y.mean(axis=1, dtype=np.float64).astype(np.float32)
-    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if n else 0.0
-    if rms == 0.0 or rms < silence_rms:
-        level = "all zeros" if rms == 0.0 else f"RMS {rms:.2e} ({20 * math.log10(rms):.1f} dBFS)"
-        raise SilentAudioError(
-            f"{clip} is silent ({level}); the minimum level is RMS {silence_rms:.1e} "
-            f"({20 * math.log10(silence_rms):.1f} dBFS). Check the recording and its gain."
-            if silence_rms > 0
-            else f"{clip} is silent (all zeros). Check the recording and its gain."
-        )
-
-    if sr_in != sample_rate:
-        import librosa  # deferred: importing librosa costs about a second
-
-        mono = librosa.resample(mono, orig_sr=sr_in, target_sr=sample_rate, res_type="soxr_hq")
-        if not np.isfinite(mono).all():  # finite but huge float samples overflow float32 when resampled
-            raise NonFiniteAudioError(
-                f"{clip} has sample values too large to process (peak {float(np.abs(y).max()):.3g}; full scale is 1.0): "
-                "resampling them gives invalid numbers (NaN or infinite). Re-export it from the recording software; "
-                "every sample must be a finite number of ordinary size."
-            )
+    dec = _decode(data, label, clip, max_seconds)
+    y = dec.samples
+    _check_duration(y.shape[0] / dec.sample_rate, clip, min_seconds, max_seconds)
+    _check_finite(y, clip)
+    mono = y[:, 0] if dec.channels == 1 else y.mean(axis=1, dtype=np.float64).astype(np.float32)
+    _check_level(mono, clip, silence_rms)
+    if dec.sample_rate != sample_rate:
+        mono = _resample(mono, y, dec.sample_rate, sample_rate, clip)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 

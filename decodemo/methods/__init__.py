@@ -2,7 +2,8 @@
 
 Every detector class implements :class:`decodemo.methods.base.Detector`: ``method_id``,
 ``config_class``, ``from_pretrained(folder, *, map_location)``, ``save_pretrained(folder)`` and
-``detect(images, *, category=None) -> DetectionResult``; the three diffusion methods also have
+``detect(images, *, category=None) -> DetectionResult`` (the folder round trip comes from
+:class:`decodemo.methods.base.FolderModule`); the three diffusion methods also have
 ``detect_ablation``, their no-diffusion counterpart. ``baseline`` is the nearest-neighbour
 reference, not a diffusion method. ``vae`` is DeCo-Diff's latent space (a model folder, not a
 detector).
@@ -44,12 +45,13 @@ def detector_class(method_id: str) -> type:
     return method_class(method_id)
 
 
-def load_model(folder: str | Path, *, device: str = "cpu"):
-    """Load any decodemo model folder (``config.json`` + ``model.safetensors``)."""
+def load_model(folder: str | Path, *, device: str = "cpu", config: dict | None = None):
+    """Load any decodemo model folder (``config.json`` + ``model.safetensors``). ``config``: the
+    folder's ``config.json`` already read (and checked) by the caller; else it is read here, once."""
     from decodemo.methods.base import read_config
 
-    config = read_config(folder)
-    return method_class(config["method"]).from_pretrained(folder, map_location=device)
+    config = config if config is not None else read_config(folder)
+    return method_class(config["method"]).from_pretrained(folder, map_location=device, config=config)
 
 
 def __getattr__(name: str):

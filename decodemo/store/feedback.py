@@ -4,6 +4,9 @@ reviewers (Cohen's kappa), and a suggested threshold per model (best F1 on revie
 
 An item's reference label is the majority of its reviewers' current verdicts, ``unsure``
 left out; an item whose reviewers tie is left out. "anomalous" is the positive class.
+Counts and curves come from :mod:`decodemo.metrics`, under the product's decision rule
+(``score > threshold``): a curve has one point per threshold that changes a decision, so
+items with equal scores always switch together.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from decodemo.metrics import auroc, confusion_counts, decision_counts, roc_curve
+from decodemo.store import records
+
 __all__ = ["item_labels", "cohen_kappa", "best_f1_threshold", "feedback"]
+
+_COUNTS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1")  # the keys of a model entry from its decisions
 
 
 def item_labels(reviews: list[dict[str, Any]]) -> dict[int, bool]:
@@ -38,15 +46,16 @@ def cohen_kappa(a: list[str], b: list[str]) -> float | None:
     return (po - pe) / (1.0 - pe)
 
 
-def _prf(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    tp = int((pred & y).sum())
-    fp = int((pred & ~y).sum())
-    fn = int((~pred & y).sum())
-    tn = int((~pred & ~y).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall, "f1": f1}
+def _cuts(scores: np.ndarray) -> np.ndarray:
+    """Every threshold at which ``score > threshold`` flags a different set of items (at least
+    one), lowest first: just below the lowest score, then midway between consecutive distinct
+    scores."""
+    u = np.unique(scores)
+    return np.concatenate([[u[0] - max(1e-6, 1e-3 * abs(u[0]))], (u[:-1] + u[1:]) / 2])
+
+
+def _f1_at(y: np.ndarray, s: np.ndarray, t: float) -> float:
+    return decision_counts(s, y, t, zero_division=0.0).f1
 
 
 def best_f1_threshold(y: np.ndarray, scores: np.ndarray, current: float) -> dict[str, Any] | None:
@@ -58,32 +67,26 @@ def best_f1_threshold(y: np.ndarray, scores: np.ndarray, current: float) -> dict
     s = np.asarray(scores, dtype=np.float64)
     if y.all() or not y.any():
         return None
-    u = np.unique(s)
     # the current threshold is a candidate too: when it already gives the best F1, it is kept
-    cands = np.concatenate([[u[0] - max(1e-6, 1e-3 * abs(u[0]))], (u[:-1] + u[1:]) / 2, [current]])
     best = None
-    for t in cands:
-        f1 = _prf(y, s > t)["f1"]
+    for t in [*_cuts(s), current]:
+        f1 = _f1_at(y, s, t)
         key = (round(f1, 12), -abs(t - current))
         if best is None or key > best[0]:
             best = (key, float(t), f1)
-    return {"threshold": best[1], "f1": best[2], "f1_current": _prf(y, s > current)["f1"]}
+    return {"threshold": best[1], "f1": best[2], "f1_current": _f1_at(y, s, current)}
 
 
 def _curves(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
-    order = np.argsort(-s, kind="mergesort")
-    ys = y[order]
-    tp = np.cumsum(ys)
-    fp = np.cumsum(~ys)
-    P, N = int(y.sum()), int((~y).sum())
+    """ROC (with its area) and PR points of the scores ``s`` against the labels ``y``."""
     out: dict[str, Any] = {}
-    if P and N:
-        from decodemo.metrics import auroc
-
-        out["roc"] = {"fpr": [0.0, *(fp / N).tolist()], "tpr": [0.0, *(tp / P).tolist()]}
+    if y.any() and not y.all():
+        fpr, tpr, _ = roc_curve(y, s)
+        out["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
         out["auroc"] = float(auroc(y, s))
-    if P:
-        out["pr"] = {"recall": (tp / P).tolist(), "precision": (tp / np.maximum(tp + fp, 1)).tolist()}
+    if y.any():
+        flagging = [decision_counts(s, y, t) for t in _cuts(s)[::-1]]  # fewest flagged first
+        out["pr"] = {"recall": [c.recall for c in flagging], "precision": [c.precision for c in flagging]}
     return out
 
 
@@ -92,47 +95,35 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
-    """Everything the dashboard shows, computed from the store's rows."""
-    rows = store.rows()
-    items = {it["id"]: it for it in rows["items"] if domain in (None, "", it["domain"])}
-    reviews = [r for r in store.current_reviews() if r["item_id"] in items]
-    labels = item_labels(reviews)
-    latest: dict[str, dict[int, dict]] = {}
-    for run in rows["runs"]:
-        if run["item_id"] in items:
-            latest.setdefault(run["model_name"], {})[run["item_id"]] = run  # runs are in id order
-    masks: dict[int, list[np.ndarray]] = {}
-    for r in reviews:
-        if r["mask_path"] and r["verdict"] == "anomalous":
-            masks.setdefault(r["item_id"], []).append(store.mask(r))
+def _model_entry(store, name: str, by_item: dict[int, dict], labels: dict[int, bool],
+                 masks: dict[int, list[np.ndarray]], current: float) -> dict[str, Any]:
+    """One model's figures: its latest run per item (``by_item``) against the labels and masks."""
+    ids = [i for i in by_item if i in labels]
+    entry: dict[str, Any] = {"model": name, "method": next(iter(by_item.values()))["method"], "n_reviewed": len(ids),
+                             "threshold": float(current)}
+    if ids:
+        y = np.array([labels[i] for i in ids])
+        s = np.array([by_item[i]["score"] for i in ids], dtype=np.float64)
+        said = np.array([by_item[i]["decision"] == "anomalous" for i in ids])  # as decided when it ran
+        counts = confusion_counts(y, said, zero_division=0.0)
+        entry.update({k: getattr(counts, k) for k in _COUNTS})
+        entry["confusion"] = [[counts.tn, counts.fp], [counts.fn, counts.tp]]  # rows: truth normal/anomalous
+        entry.update(_curves(y, s))
+        entry["suggestion"] = best_f1_threshold(y, s, current)
+    ious = []
+    for i, ms in masks.items():
+        run = by_item.get(i)
+        if run is None or run["pixel_threshold"] is None:
+            continue
+        pred_mask = store.load_map(run) > run["pixel_threshold"]
+        ious += [_iou(pred_mask, gt) for gt in ms if gt.shape == pred_mask.shape]
+    entry["pixel_iou"] = float(np.mean(ious)) if ious else None
+    entry["n_masks"] = len(ious)
+    return entry
 
-    models = {}
-    for name, by_item in sorted(latest.items()):
-        ids = [i for i in by_item if i in labels]
-        entry: dict[str, Any] = {"model": name, "method": next(iter(by_item.values()))["method"], "n_reviewed": len(ids)}
-        current = (current_thresholds or {}).get(name, by_item[max(by_item)]["threshold"])
-        entry["threshold"] = float(current)
-        if ids:
-            y = np.array([labels[i] for i in ids])
-            s = np.array([by_item[i]["score"] for i in ids], dtype=np.float64)
-            pred = np.array([by_item[i]["decision"] == "anomalous" for i in ids])
-            entry.update(_prf(y, pred))
-            entry["confusion"] = [[entry["tn"], entry["fp"]], [entry["fn"], entry["tp"]]]  # rows: truth normal/anomalous
-            entry.update(_curves(y, s))
-            entry["suggestion"] = best_f1_threshold(y, s, current)
-        ious = []
-        for i, ms in masks.items():
-            run = by_item.get(i)
-            if run is None or run["pixel_threshold"] is None:
-                continue
-            m = np.load(store.path(run["map_path"]), allow_pickle=False)
-            pred_mask = m > run["pixel_threshold"]
-            ious += [_iou(pred_mask, gt) for gt in ms if gt.shape == pred_mask.shape]
-        entry["pixel_iou"] = float(np.mean(ious)) if ious else None
-        entry["n_masks"] = len(ious)
-        models[name] = entry
 
+def _kappa_pairs(reviews: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cohen's kappa of every two reviewers over the items both reviewed."""
     by_reviewer: dict[str, dict[int, str]] = {}
     for r in reviews:
         by_reviewer.setdefault(r["reviewer"], {})[r["item_id"]] = r["verdict"]
@@ -142,8 +133,32 @@ def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, 
         if common:
             k = cohen_kappa([by_reviewer[a][i] for i in common], [by_reviewer[b][i] for i in common])
             pairs.append({"reviewers": [a, b], "n_items": len(common), "kappa": k})
+    return pairs
+
+
+def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows, computed from the store's rows (read in one session;
+    the map and mask files after it). ``current_thresholds``: model name -> its threshold now
+    (default: the one of its latest run)."""
+    with store.session() as s:
+        rows = records.table_rows(s)
+        reviews = records.current_reviews(s)
+    items = {it["id"]: it for it in rows["items"] if domain in (None, "", it["domain"])}
+    reviews = [r for r in reviews if r["item_id"] in items]
+    labels = item_labels(reviews)
+    latest: dict[str, dict[int, dict]] = {}
+    for run in rows["runs"]:
+        if run["item_id"] in items:
+            latest.setdefault(run["model_name"], {})[run["item_id"]] = run  # runs are in id order
+    masks: dict[int, list[np.ndarray]] = {}
+    for r in reviews:
+        if r["mask_path"] and r["verdict"] == "anomalous":
+            masks.setdefault(r["item_id"], []).append(store.mask(r))
+    models = {}
+    for name, by_item in sorted(latest.items()):
+        current = (current_thresholds or {}).get(name, by_item[max(by_item)]["threshold"])
+        models[name] = _model_entry(store, name, by_item, labels, masks, current)
     return {
         "n_items": len(items), "n_reviewed": len({r["item_id"] for r in reviews}), "n_labelled": len(labels),
-        "models": models, "kappa": pairs,
-        "threshold_changes": [c for c in rows["threshold_changes"]],
+        "models": models, "kappa": _kappa_pairs(reviews), "threshold_changes": list(rows["threshold_changes"]),
     }

@@ -15,8 +15,7 @@ import torch
 
 from decodemo.data.layout import Layout
 from decodemo.errors import ModelError
-from decodemo.inputs import sample_tensors
-from decodemo.io.spectrogram import MelConfig
+from decodemo.training.prepare import load_inputs
 from decodemo.training.split import split_normal
 
 __all__ = ["fit_ablation"]
@@ -33,18 +32,14 @@ def fit_ablation(model, layout: Layout, *, val_fraction: float = 0.1, seed: int 
     if method not in ("invad", "recon"):
         raise ModelError(f"{method} has no no-diffusion ablation.")
     seed = cfg.training.get("seed", 0) if seed is None else seed
-    paths = [s.path for s in layout.train]
-    fit_idx, val_idx = split_normal(len(paths), val_fraction, seed)
-    mel = MelConfig.from_dict(cfg.mel) if cfg.mel else None
+    fit_idx, val_idx = split_normal(len(layout.train), val_fraction, seed)
     device = next(model.buffers()).device
     if method == "invad":
-        val = sample_tensors([paths[i] for i in val_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                             desc="held-out normal inputs")
+        val = load_inputs(layout, val_idx, cfg, desc="held-out normal inputs")
         feats = torch.cat([model.encode(v.to(device)) for v in val])
         model.calibrate(feats, [0])
         return f"invad: S = 0 statistics from {len(val_idx)} held-out normal files"
-    fit = torch.cat(sample_tensors([paths[i] for i in fit_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                                   desc="training inputs"))
+    fit = torch.cat(load_inputs(layout, fit_idx, cfg, desc="training inputs"))
     pick = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed))[:stats_max]
     model.fit_ablation_stats(fit[pick].to(device))
     return f"recon: mean normal input and map statistics from {len(pick)} normal training inputs"

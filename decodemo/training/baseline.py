@@ -13,14 +13,11 @@ from typing import Any
 import torch
 
 from decodemo.data.layout import Layout
-from decodemo.inputs import sample_tensors
-from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.baseline.config import BaselineConfig
 from decodemo.methods.baseline.model import PatchCore
-from decodemo.metrics import threshold_at_normal_quantile
-from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, resolve_device
-from decodemo.training.split import split_normal
+from decodemo.training.prepare import load_split, set_modality
+from decodemo.training.validation import file_scores, set_threshold
 
 __all__ = ["train_baseline"]
 
@@ -32,14 +29,26 @@ def _features(model: PatchCore, tensors: list[torch.Tensor], batch: int = 32) ->
     return torch.cat(parts)
 
 
-@torch.no_grad()
-def _file_scores(model: PatchCore, tensors: list[torch.Tensor], batch: int = 32) -> list[float]:
-    """One score per file: the image's score, or the clip's window scores reduced (``clip_reduce``)."""
-    cfg, out = model.config, []
-    for t in tensors:
-        s = torch.cat([model.detect(t[i : i + batch]).scores.cpu() for i in range(0, len(t), batch)])
-        out.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
-    return out
+def _fit_coreset(model: PatchCore, feats: torch.Tensor, n_patches: int, log) -> float:
+    """The memory bank: the seeded (``config.seed``) coreset of ``feats`` -> seconds it took."""
+    t1 = time.perf_counter()
+    model.fit(feats, generator=torch.Generator().manual_seed(model.config.seed))
+    seconds = time.perf_counter() - t1
+    log(f"baseline: coreset of {model.memory.shape[0]} patches ({model.memory.shape[0] / n_patches:.1%}) "
+        f"in {seconds:.1f} s.")
+    return seconds
+
+
+def _set_threshold(model: PatchCore, val_t: list[torch.Tensor], quantile: float, data_name: str, log) -> None:
+    """The ``quantile`` of the held-out normal files' scores, or none when nothing is held out."""
+    cfg = model.config
+    if not val_t:  # val_fraction = 0 or a single training file: nothing held out, so no honest threshold
+        cfg.threshold, cfg.threshold_provenance = None, None
+        log("baseline: no held-out normal files, so no threshold is set.")
+        return
+    per_file = file_scores(lambda x: model.detect(x).scores, val_t, audio=cfg.modality == "audio",
+                           reduce=cfg.clip_reduce, batch=32)
+    set_threshold(cfg, per_file, quantile, data_name, " (not in the memory bank)")
 
 
 def train_baseline(
@@ -63,61 +72,30 @@ def train_baseline(
     """
     del resume  # nothing to resume: no iterative training
     out_dir = Path(out_dir)
-    cfg = config or BaselineConfig()
-    cfg.modality = layout.modality
-    if layout.modality == "audio" and cfg.mel is None:
-        cfg.mel = MelConfig().to_dict()
-    mel = MelConfig.from_dict(cfg.mel) if cfg.mel else None
+    cfg = set_modality(config or BaselineConfig(), layout)
     device = resolve_device(settings.device)
     model = PatchCore(cfg).to(device)
 
     t0 = time.perf_counter()
-    paths = [s.path for s in layout.train]
-    if not paths:
+    if not layout.train:
         raise ValueError(f"{layout.root} has no normal training files.")
-    fit_idx, val_idx = split_normal(len(paths), val_fraction, settings.seed)
-    # split_normal returns the same file for both with one training file: not held out then
-    val_idx = [i for i in val_idx if i not in set(fit_idx)]
     # Audio: a denser window hop for the memory bank (a quarter window), as invad trains on.
-    hop = None
-    if mel is not None:
-        from decodemo.io.spectrogram import frames_per_window
-
-        hop = max(1, frames_per_window(mel) // 4)
-    fit_t = sample_tensors([paths[i] for i in fit_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                           hop_frames=hop, desc="training inputs")
-    val_t = sample_tensors([paths[i] for i in val_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                           desc="held-out normal inputs")
-    feats = _features(model, fit_t)
+    split = load_split(layout, cfg, val_fraction, settings.seed, disjoint=True)
+    feats = _features(model, split.fit)
     feature_seconds = time.perf_counter() - t0
     n_patches = feats.shape[0] * feats.shape[2] * feats.shape[3]
-    log(f"baseline: {len(fit_idx)} training files ({len(feats)} inputs, {n_patches} patches of "
-        f"{feats.shape[1]} channels), {len(val_idx)} held-out normal files; features in {feature_seconds:.1f} s.")
-
-    t1 = time.perf_counter()
-    model.fit(feats, generator=torch.Generator().manual_seed(cfg.seed))
-    coreset_seconds = time.perf_counter() - t1
+    log(f"baseline: {len(split.fit_idx)} training files ({len(feats)} inputs, {n_patches} patches of "
+        f"{feats.shape[1]} channels), {len(split.val_idx)} held-out normal files; features in {feature_seconds:.1f} s.")
+    coreset_seconds = _fit_coreset(model, feats, n_patches, log)
     del feats
-    log(f"baseline: coreset of {model.memory.shape[0]} patches ({model.memory.shape[0] / n_patches:.1%}) "
-        f"in {coreset_seconds:.1f} s.")
-
-    if val_t:
-        per_file = _file_scores(model, val_t)
-        cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
-        cfg.threshold_provenance = (
-            f"{threshold_quantile:.2f} quantile of the nn score of {len(per_file)} held-out normal "
-            f"training files of {layout.root.name} (not in the memory bank); no test data used"
-        )
-    else:  # val_fraction = 0 or a single training file: nothing held out, so no honest threshold
-        cfg.threshold, cfg.threshold_provenance = None, None
-        log("baseline: no held-out normal files, so no threshold is set.")
+    _set_threshold(model, split.val, threshold_quantile, layout.root.name, log)
     seconds = time.perf_counter() - t0
     cfg.training = {
         "data": str(layout.root.name),
-        "train_files": len(fit_idx),
-        "train_inputs": int(sum(len(t) for t in fit_t)),
+        "train_files": len(split.fit_idx),
+        "train_inputs": int(sum(len(t) for t in split.fit)),
         "train_patches": int(n_patches),
-        "heldout_normal_files": len(val_idx),
+        "heldout_normal_files": len(split.val_idx),
         "coreset_size": int(model.memory.shape[0]),
         "feature_seconds": round(feature_seconds, 1),
         "coreset_seconds": round(coreset_seconds, 1),

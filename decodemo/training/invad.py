@@ -10,23 +10,13 @@ import torch
 
 from decodemo.data.layout import Layout
 from decodemo.errors import ModelError
-from decodemo.inputs import sample_tensors
-from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.invad.config import InvADConfig
 from decodemo.methods.invad.model import InvAD
-from decodemo.metrics import threshold_at_normal_quantile
-from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
+from decodemo.training.prepare import load_inputs, load_split, set_modality
 from decodemo.training.split import split_normal
-from decodemo.training.validation import (
-    SELECTION_RULE,
-    Candidate,
-    build_validation_set,
-    choose,
-    format_candidate,
-    selection_record,
-    validation_figures,
-)
+from decodemo.training.validation import add_candidate, adopt_selection, build_validation_set, choose, file_scores
+from decodemo.training.validation import set_threshold, validation_figures
 
 __all__ = ["train_invad", "reselect_invad", "ABLATION_STEPS", "PAPER_SETTINGS", "CANDIDATES", "AUDIO_NORMS"]
 
@@ -94,32 +84,18 @@ def train_invad(
     if select not in ("auto", "none"):
         raise ValueError(f"select must be 'auto' or 'none', not {select!r}.")
     out_dir = Path(out_dir)
-    cfg = config or InvADConfig()
-    cfg.modality = layout.modality
-    if layout.modality == "audio" and cfg.mel is None:
-        cfg.mel = MelConfig().to_dict()
-    mel = MelConfig.from_dict(cfg.mel) if cfg.mel else None
+    cfg = set_modality(config or InvADConfig(), layout)
     acc = make_accelerator(settings.device, settings.mixed_precision)
     probe = InvAD(cfg).to(acc.device)
 
     t0 = time.perf_counter()
-    paths = [s.path for s in layout.train]
-    fit_idx, val_idx = split_normal(len(paths), val_fraction, settings.seed)
     # Audio: a denser window hop for training (a quarter window) is the only augmentation.
-    hop = None
-    if mel is not None:
-        from decodemo.io.spectrogram import frames_per_window
-
-        hop = max(1, frames_per_window(mel) // 4)
-    train_t = sample_tensors([paths[i] for i in fit_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                             hop_frames=hop, desc="training inputs")
-    val_t = sample_tensors([paths[i] for i in val_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                           desc="held-out normal inputs")
-    fit_feats = torch.cat(_features(probe, train_t, acc.device))
-    val_feats = _features(probe, val_t, acc.device)
-    synth = build_validation_set(val_t, modality=cfg.modality, seed=settings.seed)
+    split = load_split(layout, cfg, val_fraction, settings.seed)
+    fit_feats = torch.cat(_features(probe, split.fit, acc.device))
+    val_feats = _features(probe, split.val, acc.device)
+    synth = build_validation_set(split.val, modality=cfg.modality, seed=settings.seed)
     prep_seconds = time.perf_counter() - t0
-    log(f"{len(fit_idx)} training files ({len(fit_feats)} inputs), {len(val_idx)} held-out normal files; "
+    log(f"{len(split.fit_idx)} training files ({len(fit_feats)} inputs), {len(split.val_idx)} held-out normal files; "
         f"features {tuple(fit_feats.shape[1:])} in {prep_seconds:.1f} s; validation set of "
         f"{int((synth.labels == 0).sum())} normal and {int(synth.labels.sum())} synthetic anomalous inputs.")
 
@@ -129,31 +105,27 @@ def train_invad(
     models, summaries = {}, {}
     for norm in norms:
         c = InvADConfig(**{**cfg.to_dict(), "feature_norm": norm, "normal_stats": {}, "selection": {}})
-        model, summary = _train_one(c, fit_feats, val_feats, synth, settings, acc,
-                                    out_dir / ("checkpoint" if len(norms) == 1 else f"checkpoint-{norm}"),
-                                    resume=resume, steps_list=sorted(set(calibrate_steps) | set(steps)), grids=grids,
-                                    log=log)
-        models[norm], summaries[norm] = model, summary
+        models[norm], summaries[norm] = _train_one(
+            c, fit_feats, val_feats, synth, settings, acc,
+            out_dir / ("checkpoint" if len(norms) == 1 else f"checkpoint-{norm}"), resume=resume,
+            steps_list=sorted(set(calibrate_steps) | set(steps)), grids=grids, log=log)
     model = _choose_and_finish(models, {cfg.backbone: val_feats}, synth, grids, steps, layout_name=layout.root.name,
                                select=select, threshold_quantile=threshold_quantile, device=acc.device, log=log)
-    cfg = model.config
-    summary = summaries[cfg.feature_norm]
-    cfg.training = {
+    summary = summaries[model.config.feature_norm]
+    model.config.training = {
         "data": str(layout.root.name),
-        "train_files": len(fit_idx),
+        "train_files": len(split.fit_idx),
         "train_inputs": int(len(fit_feats)),
-        "heldout_normal_files": len(val_idx),
+        "heldout_normal_files": len(split.val_idx),
         "feature_seconds": round(prep_seconds, 1),
         "train_seconds": round(sum(s_["seconds"] for s_ in summaries.values()), 1),
         "trainings": len(summaries),
         "final_loss": summary["final_loss"],
         "history": summary["history"],
-        **{k: v for k, v in settings.to_dict().items() if k not in ("device",)},
-        "device": str(acc.device),
+        **settings.record(acc.device),
     }
     model.save_pretrained(out_dir)
-    return model, {**summary, "seconds": cfg.training["train_seconds"], "selection": cfg.selection}
-
+    return model, {**summary, "seconds": model.config.training["train_seconds"], "selection": model.config.selection}
 
 
 def _choose_and_finish(models: dict[str, InvAD], val_feats: dict[str, list[torch.Tensor]], synth, grids: list[str],
@@ -174,38 +146,27 @@ def _choose_and_finish(models: dict[str, InvAD], val_feats: dict[str, list[torch
                 paper = setting == PAPER_SETTINGS and model.config.backbone == PAPER_BACKBONE
                 if len(backbones) > 1:  # models of several backbones compete: the backbone is a setting
                     setting = {"backbone": model.config.backbone, **setting}
-                candidates.append(Candidate.make(setting, figures, paper=paper))
-                candidates[-1]["model"] = label
-                log(f"  candidate {', '.join(f'{k}={v}' for k, v in setting.items())}: "
-                    + format_candidate(candidates[-1]))
+                add_candidate(candidates, setting, figures, paper=paper, log=log)["model"] = label
     # the paper's setting (or the first candidate when it is not among them) goes first
     candidates.sort(key=lambda c: not c["paper"])
     chosen = choose(candidates) if select == "auto" else 0
-    pick = candidates[chosen]["settings"]
-    label = candidates[chosen]["model"]
+    model = models[candidates[chosen]["model"]]
     for c in candidates:
         del c["model"]
-    model = models[label]
-    val_feats = val_feats[model.config.backbone]
     cfg = model.config
-    cfg.inversion_steps, cfg.inversion_grid = pick["inversion_steps"], pick["inversion_grid"]
+    # the chosen model has the chosen feature norm and backbone: this sets the grid and S
+    adopt_selection(cfg, candidates, chosen, mode=select, sets=[synth], log=log)
     # keep the statistics of the chosen grid (and S = 0, the ablation) only
     cfg.normal_stats = {k: v for k, v in cfg.normal_stats.items()
                         if k == "0" or (k.startswith("ref") == (cfg.inversion_grid == "reference"))}
-    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
-                                     n_anomalies=int(synth.labels.sum()))
-    log(f"selected {', '.join(f'{k}={v}' for k, v in pick.items())} ({SELECTION_RULE}).")
 
-    per_file = []
-    for v in val_feats:
-        nll, diff, _ = model.raw_scores(model.standardise(v.to(device)), cfg.inversion_steps)
-        s = model.score_variants(nll, diff, cfg.inversion_steps)[cfg.score].cpu()
-        per_file.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
-    cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
-    cfg.threshold_provenance = (
-        f"{threshold_quantile:.2f} quantile of the {cfg.score} score of {len(per_file)} held-out normal "
-        f"training files of {layout_name} (S={cfg.inversion_steps}, {cfg.inversion_grid} grid); no test data used"
-    )
+    def score(feats: torch.Tensor) -> torch.Tensor:
+        nll, diff, _ = model.raw_scores(model.standardise(feats.to(device)), cfg.inversion_steps)
+        return model.score_variants(nll, diff, cfg.inversion_steps)[cfg.score]
+
+    per_file = file_scores(score, val_feats[cfg.backbone], audio=cfg.modality == "audio", reduce=cfg.clip_reduce)
+    set_threshold(cfg, per_file, threshold_quantile, layout_name,
+                  f" (S={cfg.inversion_steps}, {cfg.inversion_grid} grid)")
     return model
 
 
@@ -238,12 +199,9 @@ def reselect_invad(models: list[InvAD], layout: Layout, *, select: str = "auto",
             raise ModelError("The models differ in their inputs or split (" + ", ".join(same) + ", seed); they "
                              "must come from the same data and training split.")
         variants[label] = m.eval()
-    mel = MelConfig.from_dict(first.mel) if first.mel else None
     device = next(models[0].parameters()).device
-    paths = [s.path for s in layout.train]
-    _, val_idx = split_normal(len(paths), val_fraction, seed)
-    val_t = sample_tensors([paths[i] for i in val_idx], modality=first.modality, size=first.image_size, mel=mel,
-                           desc="held-out normal inputs")
+    _, val_idx = split_normal(len(layout.train), val_fraction, seed)
+    val_t = load_inputs(layout, val_idx, first, desc="held-out normal inputs")
     # the held-out normals' features, once per backbone
     val_feats = {}
     for m in variants.values():

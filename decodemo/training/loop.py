@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,10 @@ class TrainSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def record(self, device: torch.device | str) -> dict[str, Any]:
+        """The settings as a trained model's config records them: with the ``device`` actually used."""
+        return {**{k: v for k, v in self.to_dict().items() if k != "device"}, "device": str(device)}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -158,6 +162,82 @@ def _load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler) -> d
     return trainer
 
 
+@dataclass
+class _Progress:
+    """Where a training stands: steps done, the validation history, the seconds of earlier runs
+    (a resumed training) and the losses of the recent steps."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds_before: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        """What :func:`train_loop` returns: ``final_loss`` is the mean of the last 50 losses."""
+        tail = self.losses[-50:]
+        return {"steps": self.step, "seconds": seconds, "final_loss": sum(tail) / len(tail) if tail else None,
+                "history": self.history}
+
+
+def _prepare(acc: Accelerator, module: nn.Module, data: torch.Tensor | TensorDataset, settings: TrainSettings):
+    """The seeded endless loader, AdamW on the trainable parameters and the cosine schedule with
+    warm-up, prepared by ``acc`` -> (module, params, optimizer, loader, scheduler)."""
+    dataset = data if isinstance(data, TensorDataset) else TensorDataset(data)
+    gen = torch.Generator().manual_seed(settings.seed)
+    sampler = RandomSampler(dataset, replacement=True, num_samples=10**9, generator=gen)
+    loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
+    module, optimizer, loader, scheduler = acc.prepare(module, optimizer, loader, scheduler)
+    return module, params, optimizer, loader, scheduler
+
+
+def _resume(ckpt: Path, acc: Accelerator, module: nn.Module, optimizer, scheduler, ema: _EMA | None,
+            settings: TrainSettings) -> _Progress:
+    """Load the checkpoint in ``ckpt`` (weights, optimizer, schedule, EMA) -> its progress."""
+    trainer = _load_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler)
+    progress = _Progress(trainer["step"], trainer.get("history", []), trainer.get("seconds", 0.0),
+                         list(trainer.get("recent_losses", [])))
+    if ema is not None:
+        if not (ckpt / "ema.safetensors").is_file():
+            raise DecodemoError(f"{ckpt} was trained without EMA; resume it without --ema or start again.")
+        ema.load(ckpt / "ema.safetensors")
+    set_seed(settings.seed + progress.step)
+    acc.print(f"Resuming from step {progress.step} ({ckpt}).")
+    return progress
+
+
+def _train_step(acc: Accelerator, module: nn.Module, batch, optimizer, scheduler, params: list[nn.Parameter],
+                settings: TrainSettings, step: int) -> float:
+    """One optimisation step on ``batch`` (clipped gradients when ``grad_clip``) -> its loss."""
+    with acc.accumulate(module):
+        loss = module(*batch)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise DecodemoError(f"The training loss became {value} at step {step}; lower --lr and resume.")
+        acc.backward(loss)
+        if settings.grad_clip > 0 and acc.sync_gradients:
+            acc.clip_grad_norm_(params, settings.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return value
+
+
+def _validate(acc: Accelerator, module: nn.Module, validate: Callable[[nn.Module], dict[str, float]],
+              ema: _EMA | None) -> dict[str, float]:
+    """``validate`` on the unwrapped module in eval mode (with the averaged weights under EMA)."""
+    module.eval()
+    if ema is not None:
+        ema.swap(acc.unwrap_model(module))
+    figures = validate(acc.unwrap_model(module))
+    if ema is not None:
+        ema.swap(acc.unwrap_model(module))
+    module.train()
+    return figures
+
+
 def train_loop(
     module: nn.Module,
     data: torch.Tensor | TensorDataset,
@@ -185,83 +265,44 @@ def train_loop(
     """
     set_seed(settings.seed)
     acc = accelerator or make_accelerator(settings.device, settings.mixed_precision)
-    dataset = data if isinstance(data, TensorDataset) else TensorDataset(data)
-    gen = torch.Generator().manual_seed(settings.seed)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=10**9, generator=gen)
-    loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
-    module, optimizer, loader, scheduler = acc.prepare(module, optimizer, loader, scheduler)
-
+    module, params, optimizer, loader, scheduler = _prepare(acc, module, data, settings)
     ckpt = Path(checkpoint_dir)
-    start, history, elapsed_before, recent = 0, [], 0.0, []
     ema = _EMA(acc.unwrap_model(module), settings.ema_decay) if settings.ema_decay > 0 else None
+    progress = _Progress()
     if resume and (ckpt / "trainer_state.json").is_file():
-        trainer = _load_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler)
-        start, history, elapsed_before = trainer["step"], trainer.get("history", []), trainer.get("seconds", 0.0)
-        recent = list(trainer.get("recent_losses", []))
-        if ema is not None:
-            if not (ckpt / "ema.safetensors").is_file():
-                raise DecodemoError(f"{ckpt} was trained without EMA; resume it without --ema or start again.")
-            ema.load(ckpt / "ema.safetensors")
-        set_seed(settings.seed + start)
-        acc.print(f"Resuming from step {start} ({ckpt}).")
-    if start >= settings.steps:
+        progress = _resume(ckpt, acc, module, optimizer, scheduler, ema, settings)
+    if progress.step >= settings.steps:
         if ema is not None:
             ema.swap(acc.unwrap_model(module))
-        return {"steps": start, "seconds": elapsed_before,
-                "final_loss": sum(recent) / len(recent) if recent else None, "history": history}
+        return progress.summary(progress.seconds_before)
 
     module.train()
-    losses: list[float] = recent
     t0 = time.perf_counter()
-    bar = tqdm(total=settings.steps, initial=start, desc=desc, disable=not acc.is_local_main_process, dynamic_ncols=True)
+    bar = tqdm(total=settings.steps, initial=progress.step, desc=desc, disable=not acc.is_local_main_process,
+               dynamic_ncols=True)
     batches = iter(loader)
-    step = start
-    while step < settings.steps:
-        batch = next(batches)
-        with acc.accumulate(module):
-            loss = module(*batch)
-            if not math.isfinite(loss.item()):
-                raise DecodemoError(f"The training loss became {loss.item()} at step {step}; lower --lr and resume.")
-            acc.backward(loss)
-            if settings.grad_clip > 0 and acc.sync_gradients:
-                acc.clip_grad_norm_(params, settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        step += 1
+    while progress.step < settings.steps:
+        loss = _train_step(acc, module, next(batches), optimizer, scheduler, params, settings, progress.step)
+        progress.step += 1
+        step, losses = progress.step, progress.losses
         if ema is not None:
             ema.update(acc.unwrap_model(module), step)
-        losses.append(loss.item())
+        losses.append(loss)
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         if validate is not None and settings.validate_every and step % settings.validate_every == 0:
-            module.eval()
-            if ema is not None:
-                ema.swap(acc.unwrap_model(module))
-            figures = validate(acc.unwrap_model(module))
-            if ema is not None:
-                ema.swap(acc.unwrap_model(module))
-            module.train()
-            history.append({"step": step, **figures})
+            figures = _validate(acc, module, validate, ema)
+            progress.history.append({"step": step, **figures})
             acc.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             acc.wait_for_everyone()
             if acc.is_main_process:
-                seconds = elapsed_before + time.perf_counter() - t0
+                seconds = progress.seconds_before + time.perf_counter() - t0
                 _save_checkpoint(ckpt, acc.unwrap_model(module), optimizer, scheduler, step,
-                                 {"history": history, "seconds": seconds, "settings": settings.to_dict(),
+                                 {"history": progress.history, "seconds": seconds, "settings": settings.to_dict(),
                                   "recent_losses": losses[-50:]}, ema=ema)
     bar.close()
     module.eval()
     if ema is not None:
         ema.swap(acc.unwrap_model(module))  # the averaged weights are the result
-    tail = losses[-50:]
-    return {
-        "steps": step,
-        "seconds": elapsed_before + time.perf_counter() - t0,
-        "final_loss": sum(tail) / len(tail) if tail else None,
-        "history": history,
-    }
+    return progress.summary(progress.seconds_before + time.perf_counter() - t0)

@@ -10,23 +10,13 @@ from typing import Any
 import torch
 
 from decodemo.data.layout import Layout
-from decodemo.inputs import sample_tensors
-from decodemo.io.spectrogram import MelConfig, frames_per_window
-from decodemo.training.split import split_normal
-from decodemo.training.validation import (
-    SELECTION_RULE,
-    Candidate,
-    build_validation_set,
-    choose,
-    format_candidate,
-    selection_record,
-    validation_figures,
-)
+from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.recon.config import ReconConfig
 from decodemo.methods.recon.model import Recon
-from decodemo.metrics import threshold_at_normal_quantile
-from decodemo.scoring import reduce_windows
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
+from decodemo.training.prepare import load_split
+from decodemo.training.validation import add_candidate, adopt_selection, build_validation_set, choose, file_scores
+from decodemo.training.validation import set_threshold, validation_figures
 
 __all__ = ["train_recon", "reselect_recon", "CANDIDATES"]
 
@@ -56,10 +46,8 @@ def _select(model: Recon, stats_inputs: torch.Tensor, synth, *, select: str, fix
                 setattr(cfg, k, v)
             _resize_map_stats(model)
             model.fit_map_stats(stats_inputs)
-            candidates.append(Candidate.make(setting, validation_figures(model, synth)[cfg.score],
-                                             paper=setting == paper))
-            names = ", ".join(f"{k}={v}" for k, v in setting.items())
-            log(f"  candidate {names}: {format_candidate(candidates[-1])}")
+            add_candidate(candidates, setting, validation_figures(model, synth)[cfg.score], paper=setting == paper,
+                          log=log)
             seen[key] = len(candidates) - 1
         return seen[key]
 
@@ -108,35 +96,33 @@ def _finish(model: Recon, fit: torch.Tensor, val: list[torch.Tensor], *, layout_
     synth = build_validation_set(val, modality=cfg.modality, seed=seed)
     candidates, chosen = _select(model, fit[pick[:select_stats]].to(device), synth, select=select, fixed=fixed,
                                  log=log)
-    cfg.selection = selection_record(candidates, chosen, mode=select, n_normals=int((synth.labels == 0).sum()),
-                                     n_anomalies=int(synth.labels.sum()))
-    for k, v in candidates[chosen]["settings"].items():
-        setattr(cfg, k, v)
-    log("selected " + ", ".join(f"{k}={v}" for k, v in candidates[chosen]["settings"].items()) + f" ({SELECTION_RULE}).")
+    adopt_selection(cfg, candidates, chosen, mode=select, sets=[synth], log=log)
     model.fit_map_stats(fit[pick].to(device))
     model.fit_ablation_stats(fit[pick].to(device))
-    per_file = []
-    for v in val:
-        s = torch.cat([model.detect(v[i : i + 16]).scores.cpu() for i in range(0, len(v), 16)])
-        per_file.append(reduce_windows(s, cfg.clip_reduce) if cfg.modality == "audio" else float(s[0]))
-    cfg.threshold = float(threshold_at_normal_quantile(per_file, q=threshold_quantile))
-    cfg.threshold_provenance = (
-        f"{threshold_quantile:.2f} quantile of the {cfg.score} score of {len(per_file)} held-out normal training "
-        f"files of {layout_name}; map statistics from {len(pick)} normal training inputs; no test data used"
-    )
+    per_file = file_scores(lambda x: model.detect(x).scores, val, audio=cfg.modality == "audio",
+                           reduce=cfg.clip_reduce, batch=16)
+    set_threshold(cfg, per_file, threshold_quantile, layout_name,
+                  f"; map statistics from {len(pick)} normal training inputs")
 
 
 def _split_inputs(cfg: ReconConfig, layout: Layout, val_fraction: float, seed: int):
-    """The training's fit inputs (one tensor; audio at a quarter-window hop) and held-out files."""
-    mel = MelConfig.from_dict(cfg.mel) if cfg.mel else None
-    paths = [s.path for s in layout.train]
-    fit_idx, val_idx = split_normal(len(paths), val_fraction, seed)
-    hop = max(1, frames_per_window(mel) // 4) if mel is not None else None  # audio: denser windows
-    fit = torch.cat(sample_tensors([paths[i] for i in fit_idx], modality=cfg.modality, size=cfg.image_size,
-                                   mel=mel, hop_frames=hop, desc="training inputs"))
-    val = sample_tensors([paths[i] for i in val_idx], modality=cfg.modality, size=cfg.image_size, mel=mel,
-                         desc="held-out normal inputs")
-    return fit_idx, val_idx, fit, val
+    """The training's fit indices, held-out indices, fit inputs (one tensor; audio at a
+    quarter-window hop) and held-out files."""
+    split = load_split(layout, cfg, val_fraction, seed)
+    return split.fit_idx, split.val_idx, torch.cat(split.fit), split.val
+
+
+def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
+    """``cfg`` set for ``layout``: its category and modality; audio is one channel with mel settings
+    (the default ones when it has none) and per-row maps. In place; returns ``cfg``."""
+    cfg.modality = layout.modality
+    cfg.category = cfg.category or layout.root.name
+    if layout.modality == "audio":
+        cfg.mel = cfg.mel or MelConfig().to_dict()
+        cfg.in_channels = 1
+        if cfg.map_norm == "position":
+            cfg.map_norm = "row"  # time positions are arbitrary in a window; frequency rows are not
+    return cfg
 
 
 def reselect_recon(model: Recon, layout: Layout, *, select: str = "auto", fixed: tuple[str, ...] = (),
@@ -185,14 +171,7 @@ def train_recon(
     normal training inputs. Settings named in ``fixed`` keep ``config``'s value.
     """
     out_dir = Path(out_dir)
-    cfg = config or ReconConfig()
-    cfg.modality = layout.modality
-    cfg.category = cfg.category or layout.root.name
-    if layout.modality == "audio":
-        cfg.mel = cfg.mel or MelConfig().to_dict()
-        cfg.in_channels = 1
-        if cfg.map_norm == "position":
-            cfg.map_norm = "row"  # time positions are arbitrary in a window; frequency rows are not
+    cfg = _prepare_config(config or ReconConfig(), layout)
     acc = make_accelerator(settings.device, settings.mixed_precision)
     torch.manual_seed(settings.seed)  # the UNet's initialisation
     model = Recon(cfg).to(acc.device)
@@ -229,8 +208,7 @@ def train_recon(
         "calibrate_seconds": round(time.perf_counter() - t1, 1),
         "final_loss": summary["final_loss"],
         "history": summary["history"],
-        **{k: v for k, v in settings.to_dict().items() if k != "device"},
-        "device": str(acc.device),
+        **settings.record(acc.device),
     }
     model.save_pretrained(out_dir)
     log(f"recon written to {out_dir}; threshold {cfg.threshold:.3f}.")

@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from decodemo.data.anomalies import SyntheticSet, make_validation_set
-from decodemo.metrics import image_metrics, pixel_metrics
+from decodemo.metrics import image_metrics, pixel_metrics, threshold_at_normal_quantile
+from decodemo.inference import reduce_windows
 
 __all__ = [
     "SELECTION_MARGIN",
@@ -37,7 +38,11 @@ __all__ = [
     "choose",
     "Candidate",
     "format_candidate",
+    "add_candidate",
     "selection_record",
+    "adopt_selection",
+    "file_scores",
+    "set_threshold",
 ]
 
 SELECTION_MARGIN = 0.005
@@ -136,6 +141,17 @@ def format_candidate(c: dict) -> str:
             f"-> score {c['score']:.4f}")
 
 
+def add_candidate(candidates: list[dict], settings: dict[str, Any], figures: dict[str, float], *,
+                  paper: bool = False, log=print) -> Candidate:
+    """Append the :class:`Candidate` of ``settings`` with its validation ``figures`` to
+    ``candidates`` and log it (settings and figures on one line) -> the candidate."""
+    candidate = Candidate.make(settings, figures, paper=paper)
+    candidates.append(candidate)
+    log(f"  candidate {', '.join(f'{k}={v}' for k, v in candidate['settings'].items())}: "
+        f"{format_candidate(candidate)}")
+    return candidate
+
+
 def choose(candidates: Sequence[dict], *, margin: float = SELECTION_MARGIN) -> int:
     """Index of the selected candidate. ``candidates[0]`` is the paper's setting: it is kept
     unless the best other candidate's score exceeds it by more than ``margin``; among the
@@ -159,3 +175,40 @@ def selection_record(candidates: Sequence[dict], chosen: int, *, mode: str, n_no
         "chosen": int(chosen),
         "chosen_settings": dict(candidates[chosen]["settings"]),
     }
+
+
+def adopt_selection(config: Any, candidates: Sequence[dict], chosen: int, *, mode: str,
+                    sets: Sequence[SyntheticSet], log=print) -> dict[str, Any]:
+    """Write the selection record into ``config.selection`` (``sets``: the synthetic validation
+    sets the candidates were scored on), set the chosen candidate's settings on ``config`` and
+    log them -> the chosen settings."""
+    settings = candidates[chosen]["settings"]
+    config.selection = selection_record(candidates, chosen, mode=mode,
+                                        n_normals=sum(int((ss.labels == 0).sum()) for ss in sets),
+                                        n_anomalies=sum(int(ss.labels.sum()) for ss in sets))
+    for k, v in settings.items():
+        setattr(config, k, v)
+    log("selected " + ", ".join(f"{k}={v}" for k, v in settings.items()) + f" ({SELECTION_RULE}).")
+    return settings
+
+
+@torch.no_grad()
+def file_scores(score: Callable[[torch.Tensor], torch.Tensor], files: Sequence[torch.Tensor], *, audio: bool,
+                reduce: str, batch: int | None = None) -> list[float]:
+    """One score per file (a tensor of its inputs each, e.g. held-out normal files for the
+    threshold): ``score(inputs) -> (n,)`` on chunks of ``batch`` inputs (the whole file when
+    None), then an audio clip's window scores reduced by ``reduce`` or an image's one score."""
+    out = []
+    for f in files:
+        step = batch or max(1, len(f))
+        s = torch.cat([score(f[i : i + step]).cpu() for i in range(0, len(f), step)])
+        out.append(reduce_windows(s, reduce) if audio else float(s[0]))
+    return out
+
+
+def set_threshold(config: Any, per_file: Sequence[float], quantile: float, data_name: str, detail: str = "") -> None:
+    """``config.threshold``: the ``quantile`` of the held-out normal files' scores ``per_file``
+    (:func:`file_scores`), and its provenance (``detail`` follows the data's name). In place."""
+    config.threshold = float(threshold_at_normal_quantile(per_file, q=quantile))
+    config.threshold_provenance = (f"{quantile:.2f} quantile of the {config.score} score of {len(per_file)} held-out "
+                                   f"normal training files of {data_name}{detail}; no test data used")

@@ -250,7 +250,7 @@ def test_jpeg_non_square_sets_without_masks_load_and_evaluate(tmp_path):
     """A ball-screw-like set: JPEG, non-square, masks for some kinds only; a screw-like set: no masks."""
     import torch
 
-    from decodemo.inputs import image_tensor
+    from decodemo.inference import image_tensor
 
     rng = np.random.default_rng(0)
 

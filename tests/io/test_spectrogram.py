@@ -1,6 +1,6 @@
 """Tests of decodemo.io.spectrogram: the mel settings, the log-mel image, the frame/row <->
 seconds/Hz conversions, and cutting a clip into windows and averaging their maps back
-(also through decodemo.scoring.detect_clip)."""
+(also through decodemo.inference.detect_clip)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from decodemo.errors import DecodemoError, ModelError
-from decodemo.inputs import AudioInput, audio_input, spectrogram_windows
+from decodemo.inference import AudioInput, audio_input, spectrogram_windows
 from decodemo.io.spectrogram import (
     MelConfig,
     frame_scores,
@@ -32,7 +32,7 @@ from decodemo.io.spectrogram import (
     window_starts,
 )
 from decodemo.methods.base import DetectionResult
-from decodemo.scoring import detect_clip
+from decodemo.inference import detect_clip
 
 DEFAULT = MelConfig()
 CUSTOM = MelConfig(

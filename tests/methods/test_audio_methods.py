@@ -11,9 +11,9 @@ import soundfile as sf
 
 from decodemo.data.layout import scan_layout
 from decodemo.data.synthetic import SAMPLE_RATE, make_hum, write_synthetic_layout
-from decodemo.inputs import audio_input
+from decodemo.inference import audio_input
 from decodemo.io.spectrogram import MelConfig
-from decodemo.scoring import detect_clip
+from decodemo.inference import detect_clip
 from decodemo.training import TrainSettings
 
 SEEDS = (101, 102, 103, 104, 105)

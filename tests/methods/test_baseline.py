@@ -14,7 +14,7 @@ import decodemo.methods.baseline.model as baseline_model
 from decodemo.data.layout import load_mask, scan_layout
 from decodemo.data.synthetic import write_synthetic_layout
 from decodemo.errors import ModelError, UnsafeWeightsError
-from decodemo.inputs import image_tensor
+from decodemo.inference import image_tensor
 from decodemo.methods import load_model
 from decodemo.methods.base import read_weights
 from decodemo.methods.baseline import BaselineConfig, PatchCore
@@ -226,9 +226,9 @@ def test_threshold_and_training_record_come_from_heldout_normals(textures):
 
 
 def test_audio_layout_gets_mel_settings_and_a_threshold(tmp_path):
-    from decodemo.inputs import audio_input
+    from decodemo.inference import audio_input
     from decodemo.io.spectrogram import MelConfig
-    from decodemo.scoring import detect_clip
+    from decodemo.inference import detect_clip
 
     layout = scan_layout(write_synthetic_layout(tmp_path / "hum", modality="audio", n_train=6, n_test_good=1,
                                                 n_test_per_kind=1, seconds=2.0, seed=3))

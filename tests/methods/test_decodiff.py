@@ -45,7 +45,7 @@ def test_vae_latents_have_unit_std_and_reconstruct(tiny):
     cfg = json.loads((root / "vae" / "config.json").read_text())
     assert cfg["method"] == "vae" and cfg["categories"] == ["tex_a", "tex_b"]
     assert cfg["quality"]["tex_a"]["psnr_heldout_train_good"] > 15.0
-    from decodemo.inputs import image_tensor
+    from decodemo.inference import image_tensor
 
     x = torch.stack([image_tensor(s.path, 64) for s in layouts["tex_a"].train[:12]])
     z = vae.encode(x)
@@ -138,7 +138,7 @@ def test_training_on_posterior_samples(tiny, tmp_path):
     mean is what ``encode`` returns, its std is positive, and the model trains and is recorded so.
     ``augment=1`` adds one translated copy of every training input."""
     _, vae, layouts, root, _ = tiny
-    from decodemo.inputs import image_tensor
+    from decodemo.inference import image_tensor
 
     x = torch.stack([image_tensor(s.path, 64) for s in layouts["tex_a"].train[:4]])
     mean, std = vae.encode_posterior(x)

@@ -107,7 +107,7 @@ def test_tiny_invad_separates_defects(tiny_model):
 def test_training_lowers_the_denoising_loss(tiny_model):
     """The trained UNet predicts the noise on normal features better than a fresh one."""
     model, layout, _, _ = tiny_model
-    from decodemo.inputs import image_tensor
+    from decodemo.inference import image_tensor
 
     x = torch.stack([image_tensor(s.path, model.config.image_size) for s in layout.samples("test", "good")])
     x0 = model.encode(x)

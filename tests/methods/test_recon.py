@@ -85,7 +85,7 @@ def test_tiny_recon_separates_and_localises_defects(tiny):
 
 def test_detect_returns_reconstruction_and_is_reproducible(tiny):
     model, layout, _, _ = tiny
-    from decodemo.inputs import image_tensor
+    from decodemo.inference import image_tensor
 
     x = torch.stack([image_tensor(s.path, 64) for s in layout.test[:3]])
     a, b = model.detect(x), model.detect(x)
@@ -108,7 +108,7 @@ def test_averaged_draws_are_one_batch_equal_to_draw_by_draw(tiny):
     from decodemo.methods.recon.model import ddim_reconstruct, reverse_timesteps
 
     model, layout, _, _ = tiny
-    from decodemo.inputs import image_tensor
+    from decodemo.inference import image_tensor
 
     m = copy.deepcopy(model)
     m.config.n_draws = 3

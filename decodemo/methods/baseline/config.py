@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from decodemo.features.efficientnet import LITE0_BLOCK_CHANNELS
-from decodemo.methods.base import STORAGE_DTYPES
+from decodemo.methods.base import STORAGE_DTYPES, DetectorConfig
 
 __all__ = ["BaselineConfig", "BASELINE_BLOCKS"]
 
@@ -17,7 +17,7 @@ BASELINE_BLOCKS = (4, 10)
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(DetectorConfig):
     """Everything needed to rebuild a ``baseline`` model and prepare its inputs.
 
     Inputs are resized to ``image_size``; the output of each EfficientNet-Lite0 block in
@@ -30,8 +30,6 @@ class BaselineConfig:
     """
 
     method: str = "baseline"
-    version: int = 1
-    modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
     category: str | None = None
     image_size: int = 256
     backbone: str = "efficientnet-lite0"
@@ -42,15 +40,9 @@ class BaselineConfig:
     coreset_max: int = 10000
     projection_dim: int = 128  # Johnson-Lindenstrauss projection, only to choose the coreset
     map_blur_sigma: float = 4.0  # Gaussian blur of the upsampled map, pixels at image_size
-    clip_reduce: str = "max"  # audio: how window scores become a clip score ("max" or "mean")
-    mel: dict[str, Any] | None = None  # MelConfig.to_dict() for audio models
     score: str = "nn"  # the only score: nearest-neighbour distance of the worst patch
-    #: dtype of the memory bank in model.safetensors (computed in float32 either way).
-    storage_dtype: str = "float16"
+    storage_dtype: str = "float16"  # of the memory bank
     seed: int = 0  # seeds the coreset's random start and projection
-    threshold: float | None = None
-    threshold_provenance: str | None = None
-    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_channels(self) -> int:
@@ -112,6 +104,3 @@ class BaselineConfig:
             raise bad("threshold", "None or a finite number")
         if not isinstance(self.training, dict):
             raise bad("training", "a dict")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

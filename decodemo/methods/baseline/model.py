@@ -24,17 +24,14 @@ capped at ``coreset_max`` vectors; the neighbourhood average ignores positions o
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from decodemo.errors import ModelError
 from decodemo.features.efficientnet import EfficientNetLite0Features
-from decodemo.maps import gaussian_blur, upsample
-from decodemo.methods.base import DetectionResult, config_from_dict, read_config, read_weights, write_folder
+from decodemo.ops.maps import gaussian_blur, upsample
+from decodemo.methods.base import DetectionResult, FolderModule
 from decodemo.methods.baseline.config import BaselineConfig
 
 __all__ = ["PatchCore", "greedy_coreset", "nearest_distances"]
@@ -131,7 +128,7 @@ def nearest_distances(queries: torch.Tensor, memory: torch.Tensor) -> torch.Tens
     return out
 
 
-class PatchCore(nn.Module):
+class PatchCore(FolderModule):
     """Nearest-neighbour distance to a coreset memory bank of normal patch features.
 
     ``detect(images)`` takes ``(B, 3, H, W)`` RGB in [0, 1] (resized to ``config.image_size``
@@ -233,26 +230,13 @@ class PatchCore(nn.Module):
                                extras={"patch_distance": grid})
 
     # ---------------------------------------------------------------- folders
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (the memory bank, not the frozen backbone)."""
-        memory = self.memory.to(getattr(torch, self.config.storage_dtype))
-        return write_folder(folder, self.config.to_dict(), {"memory": memory})
+    def folder_tensors(self) -> dict[str, torch.Tensor]:
+        """The memory bank in ``storage_dtype`` (not the frozen backbone)."""
+        return {"memory": self.memory.to(getattr(torch, self.config.storage_dtype))}
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "PatchCore":
-        data = read_config(folder)
-        return cls.from_config_and_weights(data, read_weights(folder), where=str(folder), map_location=map_location)
-
-    @classmethod
-    def from_config_and_weights(
-        cls, data: dict[str, Any], tensors: dict[str, torch.Tensor], *, where: str = "config", map_location="cpu"
-    ) -> "PatchCore":
-        if data.get("method") != cls.method_id:
-            raise ModelError(f"{where}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
-        try:
-            cfg = config_from_dict(BaselineConfig, data, where=where)
-        except ValueError as exc:  # a field value __post_init__ refuses
-            raise ModelError(f"{where}: {exc}") from exc
+    def load_folder_tensors(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        """Exactly one finite ``(M, C)`` float tensor ``memory``."""
+        cfg = self.config
         memory = tensors.get("memory")
         extra = sorted(set(tensors) - {"memory"})
         if memory is None or extra:
@@ -264,6 +248,4 @@ class PatchCore(nn.Module):
         memory = memory.float()
         if not torch.isfinite(memory).all():
             raise ModelError(f"{where}: the memory bank holds NaN or infinite values.")
-        model = cls(cfg)
-        model.memory = memory.contiguous()
-        return model.to(map_location).eval()
+        self.memory = memory.contiguous()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from decodemo.methods.base import DiffusionConfig, ModelConfig
 
 __all__ = ["VAEConfig", "DeCoDiffConfig", "CPU_VAE", "CPU_VAE_F4", "GPU_VAE"]
 
@@ -20,7 +22,7 @@ GPU_VAE: dict[str, Any] = {"block_out_channels": [64, 128, 256, 256], "layers_pe
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ModelConfig):
     """A ``diffusers.AutoencoderKL`` trained on normal images of one or more domains.
 
     Latents are ``(encoder mean - latent_shift) * latent_scale``; ``latent_scale`` is set after
@@ -31,11 +33,8 @@ class VAEConfig:
     """
 
     method: str = "vae"
-    version: int = 1
     image_size: int = 128
     in_channels: int = 3  # 3 for RGB images, 1 for log-mel spectrograms
-    modality: str = "image"
-    mel: dict[str, Any] | None = None  # MelConfig.to_dict() when trained on spectrograms
     block_out_channels: list[int] = field(default_factory=lambda: list(CPU_VAE["block_out_channels"]))
     layers_per_block: int = 1
     latent_channels: int = 4
@@ -47,7 +46,6 @@ class VAEConfig:
     latent_scale: float = 1.0
     latent_shift: float = 0.0
     categories: list[str] = field(default_factory=list)
-    training: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)  # e.g. PSNR on normal test images
     #: A pretrained ``AutoencoderKL`` instead of our own: a Hub repo id (or a local diffusers
     #: folder), its pinned ``revision`` and ``subfolder``. The network fields above are then
@@ -64,17 +62,12 @@ class VAEConfig:
     def latent_size(self) -> int:
         return self.image_size // self.downsampling
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class DeCoDiffConfig:
+class DeCoDiffConfig(DiffusionConfig):
     """Everything to rebuild a DeCo-Diff model (its VAE config included) and prepare inputs."""
 
     method: str = "decodiff"
-    version: int = 1
-    modality: str = "image"
     categories: list[str] = field(default_factory=list)  # class-conditioning ids, in order
     vae: dict[str, Any] = field(default_factory=lambda: VAEConfig().to_dict())
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
@@ -92,17 +85,7 @@ class DeCoDiffConfig:
     latent_clip: float = 0.2
     latent_sigma: float = 1.0
     fusion: str = "geometric"  # the image score is the max of this fused map
-    mel: dict[str, Any] | None = None  # MelConfig.to_dict() for audio models
-    clip_reduce: str = "max"  # audio: clip score from window scores
     threshold: dict[str, float] = field(default_factory=dict)  # per category
-    threshold_provenance: str | None = None
-    #: How the settings were chosen: the candidates' validation figures (synthetic anomalies made
-    #: from held-out normal training files) and the rule; empty for models trained before selection.
-    selection: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-    #: dtype of the UNet weights in model.safetensors ("float16" halves the file; they are
-    #: computed in float32 either way). The VAE is always stored in float32.
-    storage_dtype: str = "float32"
 
     @property
     def score(self) -> str:
@@ -120,6 +103,3 @@ class DeCoDiffConfig:
     @property
     def latent_size(self) -> int:
         return VAEConfig(**{k: v for k, v in self.vae.items()}).latent_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from decodemo.maps import gaussian_blur, upsample
+from decodemo.ops.maps import gaussian_blur, upsample
+from decodemo.ops.ddim import add_noise, make_alphas_cumprod
 
 __all__ = [
     "PATCH_SIZES",
@@ -49,10 +50,7 @@ def cosine_alphas_cumprod(num_train_timesteps: int = 10) -> torch.Tensor:
 
     For T = 10: [.972 .899 .787 .648 .494 .341 .203 .094 .024 ~0].
     """
-    from diffusers import DDPMScheduler
-
-    sched = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2")
-    return sched.alphas_cumprod.clone().float()
+    return make_alphas_cumprod(num_train_timesteps, "squaredcos_cap_v2")
 
 
 def choose_patch_size(latent_size: int, generator: torch.Generator | None = None) -> int:
@@ -111,7 +109,7 @@ def _c(ab: torch.Tensor) -> torch.Tensor:
 
 def forward_process(x0: torch.Tensor, m: torch.Tensor, n: torch.Tensor, ab_t: torch.Tensor) -> torch.Tensor:
     """``x_t = m x0 + (1 - m)(sqrt(ab_t) x0 + sqrt(1 - ab_t) n)``; ``ab_t`` shaped ``(B, 1, 1, 1)``."""
-    return m * x0 + (1 - m) * (ab_t.sqrt() * x0 + (1 - ab_t).sqrt() * n)
+    return m * x0 + (1 - m) * add_noise(x0, n, ab_t)
 
 
 def deviation_target(x0: torch.Tensor, m: torch.Tensor, n: torch.Tensor, ab_t: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ Deviations, and why (a pretrained Hub VAE can replace ours: ``VAEConfig.pretrain
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,15 +33,7 @@ from diffusers import AutoencoderKL, UNet2DModel
 from torch import nn
 
 from decodemo.errors import InputError, ModelError
-from decodemo.methods.unet import unet2d
-from decodemo.methods.base import (
-    DetectionResult,
-    cast_for_storage,
-    config_from_dict,
-    read_config,
-    read_weights,
-    write_folder,
-)
+from decodemo.methods.base import DetectionResult, FolderModule, cast_for_storage, prefixed, unprefixed
 from decodemo.methods.decodiff.config import DeCoDiffConfig, VAEConfig
 from decodemo.methods.decodiff.deviation import (
     FUSIONS,
@@ -56,6 +48,7 @@ from decodemo.methods.decodiff.deviation import (
     patch_masks,
     pixel_map,
 )
+from decodemo.methods.unet import unet2d
 
 __all__ = ["LatentVAE", "DeCoDiff", "build_vae", "build_unet"]
 
@@ -96,7 +89,7 @@ def build_vae(cfg: VAEConfig) -> AutoencoderKL:
     )
 
 
-class LatentVAE(nn.Module):
+class LatentVAE(FolderModule):
     """The latent space: ``encode(images in [0, 1]) -> (B, 4, h, w)`` unit-variance latents and
     ``decode(latents) -> images in [0, 1]``. ``forward(images)`` is the training loss
     (L1 + MSE reconstruction + a small KL term)."""
@@ -144,23 +137,17 @@ class LatentVAE(nn.Module):
         z = latents / self.config.latent_scale + self.config.latent_shift
         return ((self.vae.decode(z).sample + 1) / 2).clamp(0, 1)
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """``config.json`` + ``model.safetensors``; a pretrained (Hub) VAE's weights stay on the Hub."""
-        return write_folder(folder, self.config.to_dict(), {} if self.config.pretrained else self.vae.state_dict())
+    # ---------------------------------------------------------------- folders
+    @property
+    def stores_weights(self) -> bool:
+        """False for a pretrained (Hub) VAE: its weights stay on the Hub."""
+        return not self.config.pretrained
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "LatentVAE":
-        data = read_config(folder)
-        if data.get("method") != cls.method_id:
-            raise ModelError(f"{folder}: method is {data.get('method')!r}, expected 'vae'.")
-        model = cls(config_from_dict(VAEConfig, data, where=str(folder)))
-        if model.config.pretrained:
-            return model.to(map_location).eval()
-        try:
-            model.vae.load_state_dict(read_weights(folder), strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
-        return model.to(map_location).eval()
+    def folder_tensors(self) -> dict[str, torch.Tensor]:
+        return self.vae.state_dict() if self.stores_weights else {}
+
+    def load_folder_tensors(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        self.vae.load_state_dict(tensors, strict=True)
 
 
 def build_unet(cfg: DeCoDiffConfig) -> UNet2DModel:
@@ -173,7 +160,7 @@ def build_unet(cfg: DeCoDiffConfig) -> UNet2DModel:
     return unet
 
 
-class DeCoDiff(nn.Module):
+class DeCoDiff(FolderModule):
     """Deviation-correction diffusion on the latents of a :class:`LatentVAE`.
 
     ``detect(images, category=...)`` takes ``(B, 3, S, S)`` RGB in [0, 1] (``S =
@@ -188,7 +175,7 @@ class DeCoDiff(nn.Module):
     def __init__(self, config: DeCoDiffConfig, vae: LatentVAE | None = None) -> None:
         super().__init__()
         self.config = config
-        self.vae = vae or LatentVAE(config_from_dict(VAEConfig, config.vae, where="config.vae"))
+        self.vae = vae or LatentVAE(VAEConfig.from_dict(config.vae, where="config.vae"))
         self.vae.requires_grad_(False)
         self.unet = build_unet(config)
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(config.num_train_timesteps))
@@ -285,32 +272,23 @@ class DeCoDiff(nn.Module):
         return True
 
     # ---------------------------------------------------------------- folders
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """``config.json`` (with the VAE's config) + ``model.safetensors`` (UNet and VAE weights;
-        a pretrained Hub VAE is referenced by repo id and revision instead)."""
-        unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
-        tensors = {f"unet.{k}": v for k, v in unet.items()}
-        if not self.vae.config.pretrained:
-            tensors.update({f"vae.{k}": v for k, v in self.vae.vae.state_dict().items()})
-        data = self.config.to_dict()
-        data["vae"] = self.vae.config.to_dict()
-        return write_folder(folder, data, tensors)
-
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "DeCoDiff":
-        data = read_config(folder)
-        if data.get("method") != cls.method_id:
-            raise ModelError(f"{folder}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
-        cfg = config_from_dict(DeCoDiffConfig, data, where=str(folder))
-        vae = LatentVAE(config_from_dict(VAEConfig, cfg.vae, where=f"{folder} (vae)"))
-        model = cls(cfg, vae)
-        tensors = read_weights(folder)
-        try:
-            model.unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")},
-                                       strict=True)
-            if not vae.config.pretrained:
-                model.vae.vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")},
-                                              strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
-        return model.to(map_location).eval()
+    def from_config(cls, config: DeCoDiffConfig, *, where: str = "config") -> "DeCoDiff":
+        """The model of ``config`` with the VAE its ``vae`` field describes."""
+        return cls(config, LatentVAE(VAEConfig.from_dict(config.vae, where=f"{where} (vae)")))
+
+    def folder_config(self) -> dict[str, Any]:
+        """The config, with the VAE's config as it is now."""
+        return {**self.config.to_dict(), "vae": self.vae.config.to_dict()}
+
+    def folder_tensors(self) -> dict[str, torch.Tensor]:
+        """The UNet and the VAE (a pretrained Hub VAE is referenced by repo id and revision instead)."""
+        tensors = prefixed("unet.", cast_for_storage(self.unet.state_dict(), self.config.storage_dtype))
+        if self.vae.stores_weights:
+            tensors.update(prefixed("vae.", self.vae.vae.state_dict()))
+        return tensors
+
+    def load_folder_tensors(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        self.unet.load_state_dict({k: v.float() for k, v in unprefixed("unet.", tensors).items()}, strict=True)
+        if self.vae.stores_weights:
+            self.vae.vae.load_state_dict(unprefixed("vae.", tensors), strict=True)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from decodemo.features.efficientnet import BACKBONES, block_channels, default_blocks
+from decodemo.methods.base import LinearDDPMConfig
 
 __all__ = ["InvADConfig"]
 
 
 @dataclass
-class InvADConfig:
+class InvADConfig(LinearDDPMConfig):
     """Everything needed to rebuild an ``invad`` model and prepare its inputs.
 
     Inputs are resized to ``image_size``; features of EfficientNet-Lite (``backbone``) blocks
@@ -22,8 +22,6 @@ class InvADConfig:
     """
 
     method: str = "invad"
-    version: int = 1
-    modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
     category: str | None = None
     image_size: int = 256
     # "efficientnet-lite0" (default), "-lite1" or "-lite2" (larger members of the family, pip wheels)
@@ -40,9 +38,6 @@ class InvADConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 32
     dropout: float = 0.0
-    num_train_timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
     inversion_steps: int = 3
     # The DDIM grid of the inversion (``inversion.inversion_timesteps``): "reference", the
     # reference code's {0, 500, 999} -> alpha_bar 0 at S = 3 (the default), or "uniform",
@@ -50,20 +45,9 @@ class InvADConfig:
     inversion_grid: str = "reference"
     score: str = "nll+diff"  # which variant is the image score: "nll", "diff" or "nll+diff"
     map_blur_sigma: float = 4.0  # Gaussian blur of the upsampled norm map, pixels at image_size
-    clip_reduce: str = "max"  # audio: how window scores become a clip score ("max" or "mean")
-    mel: dict[str, Any] | None = None  # MelConfig.to_dict() for audio models
     # Per inversion-step count S (as a string key): mean/std of NLL and Diff on NORMAL
     # held-out training images, used to standardise the scores before adding them.
     normal_stats: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: dtype of the UNet weights in model.safetensors ("float16" halves the file; computed in
-    #: float32 either way). Feature statistics are always stored in float32.
-    storage_dtype: str = "float32"
-    threshold: float | None = None
-    threshold_provenance: str | None = None
-    #: How the settings were chosen: the candidates' validation figures (synthetic anomalies made
-    #: from held-out normal training files) and the rule; empty for models trained before selection.
-    selection: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_channels(self) -> int:
@@ -78,6 +62,3 @@ class InvADConfig:
             raise ValueError(f"feature_norm must be 'channel', 'position' or 'row', got {self.feature_norm!r}.")
         if self.inversion_grid not in ("reference", "uniform"):
             raise ValueError(f"inversion_grid must be 'reference' or 'uniform', got {self.inversion_grid!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

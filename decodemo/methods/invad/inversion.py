@@ -1,4 +1,4 @@
-"""The math of the reconstruction-free detector: DDIM inversion and latent-likelihood scores.
+"""The math of the reconstruction-free detector: the DDIM inversion grid and latent-likelihood scores.
 
 Pure tensor functions (no I/O, no weights). Symbols follow Sakai & Hasegawa (2025),
 "Reconstruction-Free Anomaly Detection with Diffusion Models via Direct Latent Likelihood
@@ -8,9 +8,10 @@ Evaluation" (arXiv 2504.05662), section 3.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
+
+from decodemo.ops.ddim import ddim_invert  # the DDIM inversion itself is shared: decodemo.ops.ddim
 
 __all__ = ["GRIDS", "stats_key", "inversion_timesteps", "ddim_invert", "nll_score", "diff_score", "norm_map"]
 
@@ -38,31 +39,6 @@ def inversion_timesteps(num_train_timesteps: int, steps: int, grid: str = "unifo
         inner = [0] if steps == 1 else [round(i * last / (steps - 1)) for i in range(steps)]
         return inner + [num_train_timesteps]
     raise ValueError(f"Unknown inversion grid {grid!r}; known: {', '.join(GRIDS)}.")
-
-
-def ddim_invert(
-    eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    x0: torch.Tensor,
-    alphas_cumprod: torch.Tensor,
-    timesteps: list[int],
-) -> torch.Tensor:
-    """Deterministic DDIM inversion of clean ``x0`` ``(B, C, H, W)`` to ``z_T``.
-
-    For each interval (t_i -> t_{i+1}), with one network call (NFE = len(timesteps) - 1):
-        eps    = eps_model(x, t_i)
-        x0_hat = (x - sqrt(1 - ab_i) eps) / sqrt(ab_i)
-        x      = sqrt(ab_{i+1}) x0_hat + sqrt(1 - ab_{i+1}) eps
-    A last point t = T (``len(alphas_cumprod)``) stands for alpha_bar = 0.
-    """
-    ab = alphas_cumprod.to(device=x0.device, dtype=torch.float32)
-    ab = torch.cat([ab, ab.new_zeros(1)])  # index T: alpha_bar = 0
-    x = x0.float()
-    for t, t_next in zip(timesteps[:-1], timesteps[1:]):
-        t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        eps = eps_model(x, t_batch).float()
-        x0_hat = (x - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
-        x = ab[t_next].sqrt() * x0_hat + (1 - ab[t_next]).sqrt() * eps
-    return x
 
 
 def stats_key(steps: int, grid: str = "uniform") -> str:

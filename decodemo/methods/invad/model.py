@@ -30,26 +30,14 @@ Deviations, and why:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
-from torch import nn
+from diffusers import UNet2DModel
 
 from decodemo.errors import ModelError
 from decodemo.features.efficientnet import EfficientNetLiteFeatures
-from decodemo.maps import gaussian_blur, upsample
-from decodemo.methods.unet import unet2d
-from decodemo.methods.base import (
-    DetectionResult,
-    cast_for_storage,
-    config_from_dict,
-    read_config,
-    read_weights,
-    write_folder,
-)
+from decodemo.ops.maps import gaussian_blur, upsample
+from decodemo.methods.base import DetectionResult, FolderModule, cast_for_storage, prefixed, unprefixed
 from decodemo.methods.invad.config import InvADConfig
 from decodemo.methods.invad.inversion import (
     ddim_invert,
@@ -59,6 +47,8 @@ from decodemo.methods.invad.inversion import (
     norm_map,
     stats_key,
 )
+from decodemo.methods.unet import unet2d
+from decodemo.ops.ddim import add_noise
 
 __all__ = ["InvAD", "SCORE_VARIANTS"]
 
@@ -71,7 +61,7 @@ def build_unet(cfg: InvADConfig) -> UNet2DModel:
                   layers_per_block=cfg.layers_per_block, attention_levels=[n - 1],
                   norm_num_groups=cfg.norm_num_groups, dropout=cfg.dropout)
 
-class InvAD(nn.Module):
+class InvAD(FolderModule):
     """Feature-space diffusion model scored by DDIM inversion.
 
     ``detect(images)`` takes ``(B, 3, S, S)`` RGB in [0, 1] with ``S = config.image_size`` and
@@ -81,6 +71,8 @@ class InvAD(nn.Module):
 
     method_id = "invad"
     config_class = InvADConfig
+    #: folders written before the grid option were calibrated on the uniform grid
+    legacy_defaults = {"inversion_grid": "uniform"}
 
     def __init__(self, config: InvADConfig) -> None:
         super().__init__()
@@ -88,14 +80,7 @@ class InvAD(nn.Module):
         self.features = EfficientNetLiteFeatures(config.feature_blocks, image_size=config.image_size,
                                                  backbone=config.backbone)
         self.unet = build_unet(config)
-        sched = DDPMScheduler(
-            num_train_timesteps=config.num_train_timesteps,
-            beta_start=config.beta_start,
-            beta_end=config.beta_end,
-            beta_schedule="linear",
-            prediction_type="epsilon",
-        )
-        self.register_buffer("alphas_cumprod", sched.alphas_cumprod.clone().float())
+        self.register_buffer("alphas_cumprod", config.alphas_cumprod())
         c = config.feature_channels
         g = config.grid
         shape = {"position": (c, g, g), "row": (c, g, 1), "channel": (c, 1, 1)}[config.feature_norm]
@@ -139,7 +124,7 @@ class InvAD(nn.Module):
         t = torch.randint(0, self.config.num_train_timesteps, (b,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
         ab = self.alphas_cumprod[t].view(b, 1, 1, 1).to(x0.dtype)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        x_t = add_noise(x0, noise, ab)
         pred = self.unet(x_t, t).sample
         return F.mse_loss(pred.float(), noise.float())
 
@@ -234,33 +219,14 @@ class InvAD(nn.Module):
         return "0" in self.config.normal_stats
 
     # ---------------------------------------------------------------- folders
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (UNet and statistics, not the frozen backbone)."""
-        unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
-        tensors = {f"unet.{k}": v for k, v in unet.items()}
+    def folder_tensors(self) -> dict[str, torch.Tensor]:
+        """The UNet and the feature statistics (not the frozen backbone)."""
+        tensors = prefixed("unet.", cast_for_storage(self.unet.state_dict(), self.config.storage_dtype))
         tensors["feat_mean"] = self.feat_mean
         tensors["feat_std"] = self.feat_std
-        return write_folder(folder, self.config.to_dict(), tensors)
+        return tensors
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "InvAD":
-        data = read_config(folder)
-        return cls.from_config_and_weights(data, read_weights(folder), where=str(folder), map_location=map_location)
-
-    @classmethod
-    def from_config_and_weights(
-        cls, data: dict[str, Any], tensors: dict[str, torch.Tensor], *, where: str = "config", map_location="cpu"
-    ) -> "InvAD":
-        if data.get("method") != cls.method_id:
-            raise ModelError(f"{where}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
-        # folders written before the grid option were calibrated on the uniform grid
-        data = {"inversion_grid": "uniform", **data}
-        model = cls(config_from_dict(InvADConfig, data, where=where))
-        unet_sd = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
-        try:
-            model.unet.load_state_dict(unet_sd, strict=True)
-            model.feat_mean.copy_(tensors["feat_mean"])
-            model.feat_std.copy_(tensors["feat_std"])
-        except (RuntimeError, KeyError) as exc:
-            raise ModelError(f"{where}: weights do not match the config: {exc}") from exc
-        return model.to(map_location).eval()
+    def load_folder_tensors(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        self.unet.load_state_dict(unprefixed("unet.", tensors), strict=True)
+        self.feat_mean.copy_(tensors["feat_mean"])
+        self.feat_std.copy_(tensors["feat_std"])

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+
+from decodemo.methods.base import LinearDDPMConfig
 
 __all__ = ["ReconConfig", "SCORE_VARIANTS"]
 
@@ -12,7 +13,7 @@ SCORE_VARIANTS = ("error", "semantic", "combined")
 
 
 @dataclass
-class ReconConfig:
+class ReconConfig(LinearDDPMConfig):
     """Everything to rebuild a ``recon`` model and prepare its inputs, saved as ``config.json``.
 
     The diffusion model works on the one-level Haar transform of the input at ``image_size``
@@ -22,8 +23,6 @@ class ReconConfig:
     """
 
     method: str = "recon"
-    version: int = 1
-    modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
     category: str | None = None
     image_size: int = 128
     in_channels: int = 3  # 3 for RGB, 1 for spectrograms (the grey windows are averaged to one channel)
@@ -31,9 +30,6 @@ class ReconConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 8
     dropout: float = 0.0
-    num_train_timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
     train_t_max: int = 500  # training timesteps are drawn from [0, train_t_max): t0 and below are what is used
     t0: int = 300
     reverse_steps: int = 5
@@ -48,17 +44,6 @@ class ReconConfig:
     map_blur_sigma_at_256: float = 4.0
     score_reduce: str = "max"  # image score from the smoothed map: "max" or "top1" (mean of the top 1 %)
     score: str = "combined"
-    clip_reduce: str = "max"  # audio: clip score from window scores
-    mel: dict[str, Any] | None = None
-    #: dtype of the UNet weights in model.safetensors ("float16" halves the file; computed in
-    #: float32 either way). Normal statistics are always stored in float32.
-    storage_dtype: str = "float32"
-    threshold: float | None = None
-    threshold_provenance: str | None = None
-    #: How the settings were chosen: the candidates' validation figures (synthetic anomalies made
-    #: from held-out normal training files) and the rule; empty for models trained before selection.
-    selection: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def wavelet_channels(self) -> int:
@@ -67,6 +52,3 @@ class ReconConfig:
     @property
     def wavelet_size(self) -> int:
         return self.image_size // 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -34,31 +34,24 @@ Choices the paper leaves open, and why:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
-from torch import nn
+from diffusers import UNet2DModel
 
 from decodemo.errors import InputError, ModelError
 from decodemo.features.efficientnet import LITE0_BLOCK_CHANNELS, LITE0_BLOCK_STRIDES, EfficientNetLite0Features
-from decodemo.maps import gaussian_blur, upsample
-from decodemo.methods.unet import unet2d
-from decodemo.methods.base import (
-    DetectionResult,
-    cast_for_storage,
-    config_from_dict,
-    read_config,
-    read_weights,
-    write_folder,
-)
+from decodemo.ops.maps import gaussian_blur, upsample
+from decodemo.methods.base import DetectionResult, FolderModule, cast_for_storage, prefixed, unprefixed
 from decodemo.methods.recon.config import SCORE_VARIANTS, ReconConfig
 from decodemo.methods.recon.wavelet import haar_dwt, haar_idwt
+from decodemo.methods.unet import unet2d
+from decodemo.ops.ddim import add_noise, ddim_reverse
 
 __all__ = ["Recon", "build_unet", "reverse_timesteps", "ddim_reconstruct"]
 
 MAP_NORMS = ("position", "row", "global")
+#: The deterministic DDIM reverse from t0 to t = 0 (:func:`decodemo.ops.ddim.ddim_reverse`), under its recon name.
+ddim_reconstruct = ddim_reverse
 
 
 def build_unet(cfg: ReconConfig) -> UNet2DModel:
@@ -75,25 +68,11 @@ def reverse_timesteps(t0: int, steps: int) -> list[int]:
     return [int(round(t0 - i * stride)) for i in range(steps)]
 
 
-def ddim_reconstruct(eps_fn, x_t: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) from ``x_t`` at ``timesteps[0]`` through the rest to t = 0,
-    returning the clean estimate: one ``eps_fn(x, t)`` call per timestep."""
-    x = x_t
-    for i, t in enumerate(timesteps):
-        ab = alphas_cumprod[t]
-        ab_prev = alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else alphas_cumprod.new_tensor(1.0)
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        eps = eps_fn(x, tt).to(x.dtype)
-        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
-        x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
-    return x
-
-
 def _cosine_distance_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1 - F.cosine_similarity(a, b, dim=1, eps=1e-6)
 
 
-class Recon(nn.Module):
+class Recon(FolderModule):
     """Partial-noising DDIM reconstruction in the Haar domain, scored by reconstruction error
     and semantic discrepancy.
 
@@ -120,9 +99,7 @@ class Recon(nn.Module):
         self.config = config
         self.unet = build_unet(config)
         self.features = EfficientNetLite0Features(config.feature_blocks, image_size=config.feature_size)
-        sched = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
-                              beta_end=config.beta_end, beta_schedule="linear", prediction_type="epsilon")
-        self.register_buffer("alphas_cumprod", sched.alphas_cumprod.clone().float())
+        self.register_buffer("alphas_cumprod", config.alphas_cumprod())
         c, s = config.wavelet_channels, config.image_size
         self.register_buffer("wav_mean", torch.zeros(c, 1, 1))
         self.register_buffer("wav_std", torch.ones(c, 1, 1))
@@ -175,7 +152,7 @@ class Recon(nn.Module):
         t = torch.randint(0, self.config.train_t_max, (b,), generator=generator).to(w0.device)
         noise = torch.randn(w0.shape, generator=generator, dtype=w0.dtype).to(w0.device)
         ab = self.alphas_cumprod[t].view(b, 1, 1, 1).to(w0.dtype)
-        pred = self.unet(ab.sqrt() * w0 + (1 - ab).sqrt() * noise, t).sample
+        pred = self.unet(add_noise(w0, noise, ab), t).sample
         return F.mse_loss(pred.float(), noise.float())
 
     # ---------------------------------------------------------------- inference
@@ -192,9 +169,9 @@ class Recon(nn.Module):
         k = cfg.n_draws
         noise = torch.stack([torch.randn(w.shape[1:], generator=torch.Generator(device="cpu").manual_seed(cfg.noise_seed + i))
                              for i in range(k)]).to(w.device)
-        w_t = ab.sqrt() * w.unsqueeze(0) + (1 - ab).sqrt() * noise.unsqueeze(1)  # (K, B, C, H, W)
-        rec = ddim_reconstruct(lambda a, t: self.unet(a.to(dtype), t).sample, w_t.flatten(0, 1), self.alphas_cumprod,
-                               timesteps)
+        w_t = add_noise(w.unsqueeze(0), noise.unsqueeze(1), ab)  # (K, B, C, H, W)
+        rec = ddim_reverse(lambda a, t: self.unet(a.to(dtype), t).sample, w_t.flatten(0, 1), self.alphas_cumprod,
+                           timesteps)
         w_hat = rec.view(k, *w.shape).mean(0).to(w.dtype)
         return self.from_wavelet(w_hat), w, w_hat
 
@@ -348,31 +325,19 @@ class Recon(nn.Module):
         return (["abl_err_mean", "abl_err_std", "abl_sem_mean", "abl_sem_std", "mean_image"]
                 + [f"mean_feat_{k}" for k in range(len(self.config.feature_blocks))])
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """``config.json`` + ``model.safetensors`` (UNet and normal statistics; the frozen
-        EfficientNet-Lite0 comes from its pip wheel)."""
-        unet = cast_for_storage(self.unet.state_dict(), self.config.storage_dtype)
-        tensors = {f"unet.{k}": v for k, v in unet.items()}
+    def folder_tensors(self) -> dict[str, torch.Tensor]:
+        """The UNet and the normal statistics (the frozen EfficientNet-Lite0 comes from its pip wheel)."""
+        tensors = prefixed("unet.", cast_for_storage(self.unet.state_dict(), self.config.storage_dtype))
         tensors.update({k: getattr(self, k) for k in self._stat_names()})
         if self.has_ablation:
             tensors.update({k: getattr(self, k) for k in self._ablation_names()})
-        return write_folder(folder, self.config.to_dict(), tensors)
+        return tensors
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, *, map_location: str | torch.device = "cpu") -> "Recon":
-        data = read_config(folder)
-        if data.get("method") != cls.method_id:
-            raise ModelError(f"{folder}: method is {data.get('method')!r}, expected {cls.method_id!r}.")
-        model = cls(config_from_dict(ReconConfig, data, where=str(folder)))
-        tensors = read_weights(folder)
-        try:
-            model.unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")}, strict=True)
-            for k in model._stat_names():
-                getattr(model, k).copy_(tensors[k])
-            if all(k in tensors for k in model._ablation_names()):  # older folders lack the ablation
-                for k in model._ablation_names():
-                    getattr(model, k).copy_(tensors[k])
-                model.has_ablation = True
-        except (RuntimeError, KeyError) as exc:
-            raise ModelError(f"{folder}: weights do not match the config: {exc}") from exc
-        return model.to(map_location).eval()
+    def load_folder_tensors(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        self.unet.load_state_dict(unprefixed("unet.", tensors), strict=True)
+        for k in self._stat_names():
+            getattr(self, k).copy_(tensors[k])
+        if all(k in tensors for k in self._ablation_names()):  # older folders lack the ablation
+            for k in self._ablation_names():
+                getattr(self, k).copy_(tensors[k])
+            self.has_ablation = True

@@ -10,18 +10,13 @@ model's threshold, which came from normal training data.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from decodemo.data.layout import Layout, Sample, load_mask
-from decodemo.inputs import audio_input, image_tensor
-from decodemo.io.spectrogram import MelConfig
+from decodemo.inference import detect_paths
 from decodemo.metrics import clip_metrics, image_metrics, pixel_metrics
-from decodemo.scoring import detect_batched, detect_clip
 
 __all__ = ["collect_scores", "evaluate", "format_report", "model_threshold", "AblationView", "has_ablation",
            "diffusion_gain"]
@@ -65,42 +60,25 @@ def model_threshold(detector, category: str | None = None) -> float | None:
 def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size: int = 16,
                    with_maps: bool = True, desc: str = "scoring", **kwargs) -> dict[str, Any]:
     """Run ``detector`` on ``samples`` -> variants ``{name: (N,)}`` (numpy), maps ``(N, S, S)``
-    float16 for images (None for audio), NFE per input and seconds spent in the detector."""
-    cfg = detector.config
+    float16 for images (None for audio), NFE per input and seconds spent in the detector.
+    ``modality`` must be the detector's (checked)."""
+    if modality != detector.config.modality:
+        raise ValueError(f"The detector takes {detector.config.modality} input, not {modality}.")
     variants: dict[str, list[float]] = {}
-    maps, seconds, nfe = [], 0.0, 0
-    variant_maps: dict[str, list[torch.Tensor]] = {}
-    if modality == "audio":
-        mel = MelConfig.from_dict(cfg.mel)
-        for s in tqdm(samples, desc=desc, leave=False, dynamic_ncols=True):
-            clip = audio_input(s.path, mel, cfg.image_size)
-            res = detect_clip(detector, clip, batch_size=batch_size, **kwargs)
-            seconds += res.seconds
-            nfe = res.nfe
-            for k, v in res.variants.items():
-                variants.setdefault(k, []).append(v)
-        out_maps = None
-    else:
-        bar = tqdm(total=len(samples), desc=desc, leave=False, dynamic_ncols=True)
-        for i in range(0, len(samples), batch_size):
-            chunk = samples[i : i + batch_size]
-            x = torch.stack([image_tensor(s.path, cfg.image_size) for s in chunk])
-            t0 = time.perf_counter()
-            _, m, v, nfe, vm = detect_batched(detector, x, batch_size=batch_size, with_variant_maps=True, **kwargs)
-            seconds += time.perf_counter() - t0
-            for k, val in v.items():
-                variants.setdefault(k, []).extend(val.tolist())
-            if with_maps:
-                maps.append(m.half())
-                for k, val in vm.items():
-                    variant_maps.setdefault(k, []).append(val.half())
-            bar.update(len(chunk))
-        bar.close()
-        out_maps = torch.cat(maps).float().numpy() if with_maps and maps else None
+    maps, variant_maps, seconds, nfe = [], {}, 0.0, 0
+    for det in detect_paths(detector, [s.path for s in samples], batch_size=batch_size, desc=desc, **kwargs):
+        seconds += det.seconds
+        nfe = det.nfe
+        for k, v in det.variants.items():
+            variants.setdefault(k, []).append(v)
+        if with_maps and modality == "image":
+            maps.append(det.map.astype(np.float16))
+            for k, v in det.variant_maps.items():
+                variant_maps.setdefault(k, []).append(v.astype(np.float16))
     return {
-        "variant_maps": {k: torch.cat(v).float().numpy() for k, v in variant_maps.items()},
+        "variant_maps": {k: np.stack(v).astype(np.float32) for k, v in variant_maps.items()},
         "variants": {k: np.asarray(v, dtype=np.float64) for k, v in variants.items()},
-        "maps": out_maps,
+        "maps": np.stack(maps).astype(np.float32) if maps else None,
         "nfe": nfe,
         "seconds": seconds,
     }
@@ -164,49 +142,16 @@ def evaluate(detector, layout: Layout, *, batch_size: int = 16, variants: list[s
     # mask file is left out rather than counted as all-normal pixels)
     pix = (labels == 0) | np.array([s.mask_path is not None for s in test])
     if res["maps"] is not None:
-        size = res["maps"].shape[-2:]
-        masks = np.stack([load_mask(s, size) for s in test])
         all_maps = {main: res["maps"], **{k: v for k, v in res.get("variant_maps", {}).items() if k in names}}
-        for name, maps in all_maps.items():
-            report["overall"][name].update(pixel_metrics(masks[pix], maps[pix]))
-            for kind in layout.test_kinds():
-                sel = ((kinds == kind) | (labels == 0)) & pix
-                if (labels[sel] == 1).any():
-                    report["per_kind"][kind][name].update(pixel_metrics(masks[sel], maps[sel]))
-
+        _add_pixel_metrics(report, layout, all_maps, labels, kinds, pix)
     if ablation and has_ablation(detector):
-        abl = collect_scores(AblationView(detector), test, modality=modality, batch_size=batch_size,
-                             with_maps=layout.has_masks, desc="test, no diffusion", **kwargs)
-        abl_main = main if main in abl["variants"] else next(iter(abl["variants"]))
-        figures = _metrics(labels, abl["variants"][abl_main], modality)
-        if abl["maps"] is not None:
-            masks = np.stack([load_mask(s, abl["maps"].shape[-2:]) for s in test])
-            figures.update(pixel_metrics(masks[pix], abl["maps"][pix]))
-        report["ablation"] = {"what": ABLATION_WHAT.get(cfg.method, "no diffusion"), "score": abl_main,
-                              "overall": figures, "nfe_per_input": abl["nfe"],
-                              "detector_seconds": round(abl["seconds"], 3)}
-        report["diffusion_gain"] = diffusion_gain(report["overall"][main], figures)
-
+        _add_ablation(report, detector, layout, main, labels, pix, batch_size=batch_size, **kwargs)
     if layout.extra:
-        good = res["variants"][main][labels == 0]
-        ex = collect_scores(detector, layout.extra, modality=modality, batch_size=batch_size,
-                            with_maps=False, desc="extra", **kwargs)
-        ex_kinds = np.array([s.kind for s in layout.extra])
-        report["extra"] = {}
-        for kind in sorted(set(ex_kinds)):
-            sc = ex["variants"][main][ex_kinds == kind]
-            lab = np.r_[np.zeros(len(good)), np.ones(len(sc))]
-            report["extra"][kind] = {main: _metrics(lab, np.r_[good, sc], modality)}
-
+        report["extra"] = _extra_figures(detector, layout, res["variants"][main][labels == 0], main,
+                                         batch_size=batch_size, **kwargs)
     threshold = model_threshold(detector, kwargs.get("category"))
     if threshold is not None:
-        pred = res["variants"][main] > threshold
-        report["threshold"] = {
-            "value": threshold,
-            "provenance": cfg.threshold_provenance,
-            "false_positive_rate": float(pred[labels == 0].mean()) if (labels == 0).any() else math.nan,
-            "true_positive_rate": float(pred[labels == 1].mean()) if (labels == 1).any() else math.nan,
-        }
+        report["threshold"] = _threshold_figures(threshold, cfg.threshold_provenance, res["variants"][main], labels)
     report["timing"] = {
         "nfe_per_input": res["nfe"],
         "detector_seconds": round(res["seconds"], 3),
@@ -253,3 +198,54 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"Threshold {th['value']:.3f} ({th['provenance']}): false-positive rate "
                      f"{th['false_positive_rate']:.3f}, true-positive rate {th['true_positive_rate']:.3f} on this test set.")
     return "\n".join(lines)
+
+
+def _add_pixel_metrics(report, layout: Layout, all_maps: dict, labels, kinds, pix) -> None:
+    """Pixel AUROC / AP / F1-max and AUPRO of every variant's maps, overall and per kind."""
+    masks = np.stack([load_mask(s, next(iter(all_maps.values())).shape[-2:]) for s in layout.test])
+    for name, maps in all_maps.items():
+        report["overall"][name].update(pixel_metrics(masks[pix], maps[pix]))
+        for kind in layout.test_kinds():
+            sel = ((kinds == kind) | (labels == 0)) & pix
+            if (labels[sel] == 1).any():
+                report["per_kind"][kind][name].update(pixel_metrics(masks[sel], maps[sel]))
+
+
+def _add_ablation(report, detector, layout: Layout, main: str, labels, pix, *, batch_size: int, **kwargs) -> None:
+    """The no-diffusion counterpart on the same inputs, and the diffusion gain over it."""
+    cfg = detector.config
+    abl = collect_scores(AblationView(detector), layout.test, modality=layout.modality, batch_size=batch_size,
+                         with_maps=layout.has_masks, desc="test, no diffusion", **kwargs)
+    abl_main = main if main in abl["variants"] else next(iter(abl["variants"]))
+    figures = _metrics(labels, abl["variants"][abl_main], layout.modality)
+    if abl["maps"] is not None:
+        masks = np.stack([load_mask(s, abl["maps"].shape[-2:]) for s in layout.test])
+        figures.update(pixel_metrics(masks[pix], abl["maps"][pix]))
+    report["ablation"] = {"what": ABLATION_WHAT.get(cfg.method, "no diffusion"), "score": abl_main,
+                          "overall": figures, "nfe_per_input": abl["nfe"],
+                          "detector_seconds": round(abl["seconds"], 3)}
+    report["diffusion_gain"] = diffusion_gain(report["overall"][main], figures)
+
+
+def _extra_figures(detector, layout: Layout, good, main: str, *, batch_size: int, **kwargs) -> dict:
+    """Each extra kind (``layout.extra``) against the test set's normal inputs."""
+    ex = collect_scores(detector, layout.extra, modality=layout.modality, batch_size=batch_size,
+                        with_maps=False, desc="extra", **kwargs)
+    ex_kinds = np.array([s.kind for s in layout.extra])
+    out = {}
+    for kind in sorted(set(ex_kinds)):
+        sc = ex["variants"][main][ex_kinds == kind]
+        lab = np.r_[np.zeros(len(good)), np.ones(len(sc))]
+        out[kind] = {main: _metrics(lab, np.r_[good, sc], layout.modality)}
+    return out
+
+
+def _threshold_figures(threshold: float, provenance, scores, labels) -> dict:
+    """The model's threshold on the test set, under the product's rule ``score > threshold``."""
+    pred = scores > threshold
+    return {
+        "value": threshold,
+        "provenance": provenance,
+        "false_positive_rate": float(pred[labels == 0].mean()) if (labels == 0).any() else math.nan,
+        "true_positive_rate": float(pred[labels == 1].mean()) if (labels == 1).any() else math.nan,
+    }

@@ -14,7 +14,7 @@ from decodemo.data.layout import scan_layout
 from decodemo.evaluation import evaluate
 from decodemo.methods import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = ROOT / "checkpoints"
 BOTTLE = ROOT.parent / "shared" / "data" / "bottle"
 SHIPPED = sorted(p.parent for p in CHECKPOINTS.glob("*/*/config.json"))

@@ -154,7 +154,7 @@ def test_the_page_carries_the_styles_and_logo_from_assets(client):
 
     c, _ = client
     config = json.loads(urllib.request.urlopen(c.src.rstrip("/") + "/config", timeout=30).read())
-    css = (Path(__file__).resolve().parents[1] / "assets" / "app.css").read_text()
+    css = (Path(__file__).resolve().parents[2] / "assets" / "app.css").read_text()
     assert ".verdict-anomalous" in css and css.strip() in (config.get("css") or "")
     values = [str(comp.get("props", {}).get("value", "")) for comp in config["components"]]
     assert any('aria-label="decodemo"' in v and "<svg" in v for v in values)

@@ -12,7 +12,7 @@ from PIL import Image
 from decodemo.cli import main
 from decodemo.data.synthetic import SAMPLE_RATE, make_hum, make_texture
 from decodemo.errors import DecodemoError, InputError
-from decodemo.reference import percentile_of, pixel_threshold
+from decodemo.evaluation.reference import percentile_of, pixel_threshold
 from decodemo.service import METHOD_ORDER, Service
 
 
@@ -150,7 +150,7 @@ def test_compare_command(texture_files, tmp_path, capsys):
 
 
 def test_the_bottle_baseline_is_a_reference_row_not_a_vote(service, texture_files):
-    from decodemo.app.blocks import _summary_md
+    from decodemo.app.compare import _summary_md
 
     assert service.reference_model("bottle") == "bottle/baseline" and service.reference_model("texture") is None
     comp = service.compare(texture_files["crack"][0], domain="bottle")

@@ -30,26 +30,16 @@ _MAX_PIXELS_PER_INPUT = 4096  # a seeded subsample of each map keeps the quantil
 def normal_reference(model, paths: Iterable[str | Path], *, category: str | None = None,
                      source: str = "") -> dict[str, Any]:
     """Score normal ``paths`` with ``model`` -> ``{"scores", "pixel_quantiles", "n", "source"}``."""
-    from tqdm.auto import tqdm
+    from decodemo.inference import detect_paths
 
-    from decodemo.inputs import audio_input, image_tensor
-    from decodemo.io.spectrogram import MelConfig
-    from decodemo.scoring import detect_clip
-
-    cfg = model.config
     kwargs = {"category": category} if category is not None else {}
     rng = np.random.default_rng(0)
     scores, pixels = [], []
     paths = list(paths)
     if not paths:
         raise ValueError("A normal reference needs at least one normal input.")
-    for path in tqdm(paths, desc="normal reference", leave=False, dynamic_ncols=True):
-        if cfg.modality == "audio":
-            res = detect_clip(model, audio_input(path, MelConfig.from_dict(cfg.mel), cfg.image_size), **kwargs)
-            score, values = res.score, res.tf_map.ravel()
-        else:
-            res = model.detect(image_tensor(path, cfg.image_size)[None], **kwargs)
-            score, values = float(res.scores[0]), res.maps[0].float().cpu().numpy().ravel()
+    for det in detect_paths(model, paths, batch_size=1, desc="normal reference", **kwargs):
+        score, values = det.score, det.map.ravel()
         scores.append(float(score))
         if values.size > _MAX_PIXELS_PER_INPUT:
             values = rng.choice(values, _MAX_PIXELS_PER_INPUT, replace=False)

@@ -98,9 +98,9 @@ def test_two_threads_asking_at_once_load_once(shop, monkeypatch):
 
     real = reg.load_on_device
 
-    def slow(folder, device):  # widen the window in which a second load could start
+    def slow(folder, device, **kw):  # widen the window in which a second load could start
         time.sleep(0.3)
-        return real(folder, device)
+        return real(folder, device, **kw)
 
     monkeypatch.setattr(reg, "load_on_device", slow)
     registry = ModelRegistry(shop / "registry.json", root=shop, device="cpu")
@@ -258,7 +258,7 @@ def test_reference_command_stores_normal_scores_and_a_threshold(shop, tmp_path, 
 
 
 def test_download_a_pinned_revision_through_the_real_hub_client(tmp_path, monkeypatch):
-    """A loopback Hub (tests/fake_hub.py) answers the real ``huggingface_hub`` client: the
+    """A loopback Hub (tests/hub/fake_hub.py) answers the real ``huggingface_hub`` client: the
     registry downloads the pinned revision, caches it, verifies it, refuses a pickle-only repo,
     and then works with HF_HUB_OFFLINE and the server gone."""
     import huggingface_hub.constants as hc

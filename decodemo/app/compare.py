@@ -1,0 +1,256 @@
+"""The compare tab's handlers: plain functions of the service and the review store.
+
+:class:`CompareHandlers` holds the service, the store and the page's components
+(:class:`ComparePage`); :func:`decodemo.app.blocks.build_app` only wires its methods to events.
+Redraws return ``{component: update}``, so no output is counted by hand.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from decodemo.errors import DecodemoError
+from decodemo.methods.catalogue import DIFFUSION_METHODS as METHOD_ORDER
+from decodemo.methods.catalogue import TITLES as METHOD_TITLES
+from decodemo.service import Comparison, Service
+
+__all__ = ["DOMAIN_TITLES", "MethodPanel", "ComparePage", "CompareHandlers", "domain_choices"]
+
+#: how the page names the bundled model sets (others are shown by their registry domain)
+DOMAIN_TITLES = {
+    "bottle": "Bottle (MVTec AD)",
+    "elpv": "Solar cells (elpv)",
+    "screw": "Screw (MVTec AD)",
+    "ball_screw": "Ball-screw drive surface",
+    "fabric": "Fabric (AITEX)",
+    "texture": "Synthetic texture",
+    "fan": "Fan (machine sound)",
+    "hum": "Synthetic machine hum",
+}
+
+
+def _results_dir() -> Path:
+    d = Path(tempfile.gettempdir()) / "decodemo-results"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _pct_text(o) -> str:
+    if o.percentile is None:
+        return "no normal reference stored"
+    n = len(o.reference_scores)
+    if o.percentile >= 100:
+        return f"above all {n} normal reference scores"
+    if o.percentile <= 0:
+        return f"below all {n} normal reference scores"
+    return f"higher than {o.percentile:.0f}% of {n} normal reference scores"
+
+
+def _method_md(o) -> str:
+    cls = "verdict-anomalous" if o.decision == "anomalous" else "verdict-normal"
+    rel = ">" if o.score > o.threshold else "<="
+    return (f"### {METHOD_TITLES[o.method]}\n"
+            f"`{o.model}` · {o.revision}\n\n"
+            f"**score {o.score:.4g}** {rel} threshold {o.threshold:.4g} → "
+            f"<span class='{cls}'>{o.decision.upper()}</span>\n\n"
+            f"{_pct_text(o)} · NFE {o.nfe} · {o.latency_ms:.0f} ms")
+
+
+def _summary_md(comp: Comparison) -> str:
+    s = comp.summary()
+    cls = "verdict-anomalous" if s["verdict"] == "anomalous" else "verdict-normal"
+    agree = "all three agree" if s["unanimous"] else f"{s['votes_anomalous']} of {s['n_methods']} say anomalous"
+    lines = [f"## Verdict: <span class='{cls}'>{s['verdict'].upper()}</span> ({agree})",
+             f"`{comp.name}` · {comp.modality} · model set **{DOMAIN_TITLES.get(comp.domain, comp.domain)}** · "
+             f"{comp.seconds:.2f} s for the whole comparison"]
+    if comp.modality == "audio" and comp.waveform is not None:
+        lines.append(f"{len(comp.waveform) / comp.sample_rate:.1f} s clip; maps are over the log-mel spectrogram "
+                     f"({comp.input.shape[0]} mel bands up to {comp.band_hz[-1]:.0f} Hz, "
+                     f"{comp.input.shape[1]} frames).")
+    table = ["| Method | Score | Threshold | Decision | Normal pct. |", "|---|---|---|---|---|"]
+    for o in comp.outcomes:
+        pct = "-" if o.percentile is None else f"{o.percentile:.0f}"
+        table.append(f"| {METHOD_TITLES[o.method]} | {o.score:.4g} | {o.threshold:.4g} | {o.decision} | {pct} |")
+    r = comp.reference
+    if r is not None:  # grey, and not counted in the verdict
+        pct = "-" if r.percentile is None else f"{r.percentile:.0f}"
+        table.append(f"| <span class='reference-row'>{METHOD_TITLES['baseline']}: reference only, not counted</span> "
+                     f"| <span class='reference-row'>{r.score:.4g}</span> | <span class='reference-row'>{r.threshold:.4g}"
+                     f"</span> | <span class='reference-row'>{r.decision}</span> | "
+                     f"<span class='reference-row'>{pct}</span> |")
+    return "\n\n".join(lines) + "\n\n" + "\n".join(table)
+
+
+def _round_sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def _slider_range(o) -> tuple[float, float, float]:
+    """(minimum, maximum, step) of a threshold control: the normal reference, the score and the
+    thresholds with a margin, rounded for display."""
+    vals = [o.score, o.threshold, o.default_threshold, *o.reference_scores]
+    lo, hi = float(min(vals)), float(max(vals))
+    pad = 0.15 * (hi - lo) if hi > lo else max(1.0, abs(hi))
+    lo, hi = _round_sig(lo - pad, 3), _round_sig(hi + pad, 3)
+    return lo, hi, _round_sig((hi - lo) / 500.0, 2)
+
+
+def _snap(value: float | None, o) -> float | None:
+    """A control's value, snapped to the outcome's own threshold when within half a step of it
+    (the control shows a rounded number; a borderline decision must not flip by rounding)."""
+    if value is None:
+        return None
+    _, _, step = _slider_range(o)
+    return o.threshold if abs(float(value) - o.threshold) <= step / 2 else float(value)
+
+
+
+
+def domain_choices(service: Service) -> list[tuple[str, str]]:
+    """(label, value) of the model-set control: "auto", then the registry's domains."""
+    return [("Auto (bottle for images, fan for sounds)", "auto")] + [
+        (f"{DOMAIN_TITLES.get(d, d)} [{service.domain_modality(d)}]", d) for d in service.domains()]
+
+
+@dataclass
+class MethodPanel:
+    """One method's column: its heading, map overlay, normal version and threshold control."""
+
+    column: Any
+    head: Any
+    overlay: Any
+    normal: Any
+    threshold: Any
+
+
+@dataclass
+class ComparePage:
+    """Every component a redraw of the compare tab updates, by name."""
+
+    summary: Any
+    player: Any
+    panels: dict[str, MethodPanel]  # method id -> its column, in the catalogue's order
+    reference_plot: Any
+    latency_plot: Any
+    frame_plot: Any
+    spectrogram_plot: Any
+    result: Any = None  # the held result (JSON)
+    files: Any = None
+    opacity: Any = None
+    sliders: list = field(default_factory=list)
+
+    def outputs(self) -> list[Any]:
+        """The components a redraw may update (Gradio needs them listed once, in any order)."""
+        cols = [c for p in self.panels.values() for c in (p.column, p.head, p.overlay, p.normal, p.threshold)]
+        return [self.summary, self.player, *cols, self.reference_plot, self.latency_plot, self.frame_plot,
+                self.spectrogram_plot]
+
+
+class CompareHandlers:
+    """The compare tab's event handlers over ``service`` and ``store``."""
+
+    def __init__(self, service: Service, store, page: ComparePage, run_models=None) -> None:
+        from decodemo.hub import gpu_task
+
+        self.service, self.store, self.page = service, store, page
+        # spaces.GPU on a ZeroGPU Space, else as is
+        self.run_models = run_models or gpu_task(service.compare, duration=120)
+
+    def compare(self, upload: str | None, record: str | None, domain: str, request: gr.Request = None,
+                profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+        """Run the three detectors of a model set on one image or sound.
+
+        Args:
+            upload: an image (PNG, JPEG, BMP, TIFF, WebP) or audio file (WAV, FLAC, OGG, MP3).
+            record: a recorded sound, used when nothing is uploaded.
+            domain: the model set: "auto" (by file type), or one of the registry's domains.
+        Returns:
+            the comparison as JSON (with the ``item_id`` under which the review store keeps it),
+            and the maps (.npy) and normal versions (.png) as files.
+        """
+        from decodemo.app.review import reviewer_name
+
+        path = upload or record
+        if not path:
+            raise gr.Error("Upload an image or a sound, record one, or pick an example first.")
+        try:
+            comp = self.run_models(path, domain=domain or "auto", name=Path(path).name,
+                                   progress=lambda frac, desc: progress(frac, desc=desc))
+        except DecodemoError as exc:
+            raise gr.Error(str(exc), title="This input cannot be analysed") from None
+        try:  # the store writes each map once; the result names those files
+            item_id = self.store.record(comp, user=reviewer_name(request, profile))
+            map_files = self.store.map_files(item_id)
+        except Exception as exc:  # the comparison still answers; the person is told it was not kept
+            item_id, map_files = None, None
+            gr.Warning(f"The result could not be stored for review ({type(exc).__name__}: {exc}).")
+        res = comp.to_json(_results_dir() / comp.id, map_files=map_files)
+        res["item_id"] = item_id
+        files = [m[k] for m in res["methods"] for k in ("map_file", "normal_file") if m[k]]
+        return res, files
+
+    def _held(self, result: dict | None) -> Comparison | None:
+        if not result or "id" not in result:
+            return None
+        try:
+            return self.service.result(result["id"])
+        except DecodemoError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def draw(self, result: dict | None, opacity: float, *thresholds: float, reset: bool = False) -> dict:
+        """Everything the page shows for a held result (no model runs), as ``{component: update}``."""
+        comp = self._held(result)
+        if comp is None:
+            return {}
+        if not reset:
+            by_method = {o.method: o for o in comp.outcomes}
+            wanted = {m: _snap(t, by_method[m]) for m, t in zip(METHOD_ORDER, thresholds) if m in by_method}
+            comp = comp.with_thresholds({m: t for m, t in wanted.items() if t is not None})
+        page, audio = self.page, comp.modality == "audio"
+        out: dict[Any, Any] = {page.summary: _summary_md(comp),
+                               page.player: gr.update(value=comp.path if audio else None, visible=audio)}
+        by_method = {o.method: o for o in comp.outcomes}
+        for m, panel in page.panels.items():
+            out.update(_panel_updates(comp, by_method.get(m), panel, opacity, reset))
+        from decodemo.app import render
+
+        out[page.reference_plot] = render.reference_figure(comp)
+        out[page.latency_plot] = render.latency_figure(comp)
+        out[page.frame_plot] = gr.update(value=render.frame_figure(comp) if audio else None, visible=audio)
+        out[page.spectrogram_plot] = gr.update(value=render.spectrogram_figure(comp, opacity) if audio else None,
+                                               visible=audio)
+        return out
+
+    def draw_new(self, result, opacity) -> dict:
+        return self.draw(result, opacity, reset=True)
+
+    def defaults(self, result) -> dict:
+        """Put every threshold control back to the model's current threshold."""
+        comp = self._held(result)
+        if comp is None:
+            return {}
+        return {self.page.panels[o.method].threshold: gr.update(value=self.service.threshold(o.model))
+                for o in comp.outcomes if o.method in self.page.panels}
+
+
+def _panel_updates(comp: Comparison, o, panel: MethodPanel, opacity: float, reset: bool) -> dict:
+    """One method column's updates (hidden when the model set has no model of that method)."""
+    from decodemo.app import render
+
+    if o is None:
+        return {panel.column: gr.update(visible=False)}
+    nv = render.normal_version(comp, o)
+    lo, hi, step = _slider_range(o)
+    return {
+        panel.column: gr.update(visible=True),
+        panel.head: _method_md(o),
+        panel.overlay: render.method_overlay(comp, o, opacity),
+        panel.normal: gr.update(value=nv, visible=nv is not None),
+        panel.threshold: (gr.update(minimum=lo, maximum=hi, step=step, value=_round_sig(o.threshold, 6)) if reset
+                          else gr.update()),
+    }

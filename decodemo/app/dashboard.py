@@ -1,0 +1,106 @@
+"""The Dashboard tab's handlers: what the reviews say about the detectors, threshold changes
+and the export.
+
+Thresholds belong to the service: the dashboard reads them (:meth:`Service.thresholds`) and
+changes one only through :meth:`Service.apply_threshold`, which keeps the change in the store.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gradio as gr
+
+from decodemo.app.review_handlers import chosen, reviewer_name
+from decodemo.errors import DecodemoError
+from decodemo.service import Service
+from decodemo.store import ReviewStore, feedback, records
+
+__all__ = ["DashboardView", "dashboard", "pick_model", "apply", "export"]
+
+
+class DashboardView(NamedTuple):
+    """The outputs of every Dashboard event, in the order of its components (the wiring builds
+    the same tuple of components)."""
+
+    head: Any  # counts of analysed, reviewed and labelled items
+    metrics: Any  # precision, recall, F1, pixel IoU per model
+    confusion: Any  # confusion matrices
+    curves: Any  # ROC and PR
+    kappa: Any  # agreement between reviewers
+    thresholds: Any  # current and suggested threshold per model
+    changes: Any  # the threshold changes, latest first
+    model: Any  # the models whose threshold can be applied
+
+
+def _feedback(service: Service, store: ReviewStore, domain) -> dict[str, Any]:
+    """The dashboard's figures for ``domain``, against the service's current thresholds (one session)."""
+    return feedback(store, domain=chosen(domain), current_thresholds=service.thresholds())
+
+
+def _kappa_table(pairs: list[dict[str, Any]]) -> str:
+    lines = ["| Reviewers | Items both reviewed | Cohen's kappa |", "|---|---|---|"]
+    lines += [f"| {p['reviewers'][0]} & {p['reviewers'][1]} | {p['n_items']} | "
+              f"{'-' if p['kappa'] is None else format(p['kappa'], '.3f')} |" for p in pairs]
+    if not pairs:
+        lines.append("| (no item reviewed by two people yet) | | |")
+    return "\n".join(lines)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _threshold_row(m: dict[str, Any]) -> list:
+    sug = m.get("suggestion") or {}
+    return [m["model"], m["n_reviewed"], round(m["threshold"], 6), _rounded(sug.get("threshold"), 6),
+            _rounded(sug.get("f1_current"), 3), _rounded(sug.get("f1"), 3), _rounded(m.get("pixel_iou"), 3)]
+
+
+def dashboard(service: Service, store: ReviewStore, domain) -> DashboardView:
+    """Every figure and table of the Dashboard tab for ``domain``."""
+    from decodemo.app import render
+
+    fb = _feedback(service, store, domain)
+    head = (f"**{fb['n_items']}** analysed items · **{fb['n_reviewed']}** reviewed · **{fb['n_labelled']}** "
+            f"with a normal/anomalous majority (the reference for the figures below)")
+    changes = [[c["changed_at"][:19], c["model_name"], c["old_threshold"], c["new_threshold"], c["changed_by"],
+                c["reason"]] for c in reversed(fb["threshold_changes"])]
+    models = [m["model"] for m in fb["models"].values() if m.get("suggestion")]
+    return DashboardView(head=head, metrics=render.metrics_figure(fb), confusion=render.confusion_figure(fb),
+                         curves=render.curves_figure(fb), kappa=_kappa_table(fb["kappa"]),
+                         thresholds=[_threshold_row(m) for m in fb["models"].values()], changes=changes,
+                         model=gr.update(choices=models, value=models[0] if models else None))
+
+
+def pick_model(service: Service, store: ReviewStore, model, domain):
+    """The suggested threshold of the picked model, into the "New threshold" box."""
+    if not model:
+        return gr.update()
+    sug = _feedback(service, store, domain)["models"].get(model, {}).get("suggestion")
+    return gr.update(value=None if not sug else round(sug["threshold"], 6))
+
+
+def apply(service: Service, store: ReviewStore, model, value, reason, domain, request: gr.Request = None,
+          profile: gr.OAuthProfile | None = None) -> DashboardView:
+    """Judge ``model`` against ``value`` from now on (kept, with who and why), then redraw."""
+    if not model or value is None:
+        raise gr.Error("Pick a model and a threshold.")
+    try:
+        change = service.apply_threshold(model, float(value), by=reviewer_name(request, profile),
+                                         reason=reason or "")
+    except DecodemoError as exc:
+        raise gr.Error(str(exc)) from None
+    gr.Info(f"{model}: threshold {change['old_threshold']:.4g} -> {change['new_threshold']:.4g}; "
+            "the compare view uses it from now on.")
+    return dashboard(service, store, domain)
+
+
+def export(store: ReviewStore):
+    """Every table as CSV and JSON and the masks as PNG in a zip; and the store's counts."""
+    with store.session() as s:
+        tables, counts = records.table_rows(s), records.counts(s)
+    paths = store.write_export(tables, Path(tempfile.mkdtemp(prefix="decodemo-export-")))
+    return [str(p) for p in paths.values()], counts

@@ -1,0 +1,212 @@
+"""Turning files into the tensors a detector takes, the same way at training and test time.
+
+The one place that tells an image from a sound (:func:`modality_of`) and loads either
+(:func:`load_input`, reading the file once); everything else takes what these return.
+
+Images: :func:`decodemo.io.images.load_image` -> RGB float ``(3, S, S)`` in [0, 1].
+Audio: :func:`decodemo.io.audio.load_audio` -> log-mel spectrogram (settings from the model's
+config) -> sliding windows, each resized to ``S x S`` and repeated over three channels, so
+every method sees a spectrogram window as a one-channel image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from decodemo.io.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_AUDIO_BYTES, load_audio
+from decodemo.io.images import DEFAULT_MAX_BYTES, image_to_array, load_image
+from decodemo.io.source import read_source
+from decodemo.io.spectrogram import MelConfig, frames_per_window, log_mel, pad_to_window, window_starts
+
+__all__ = ["modality_of", "is_audio_path", "LoadedImage", "LoadedClip", "load_input", "prepare", "prepare_path",
+           "image_tensor", "AudioInput", "audio_input", "spectrogram_windows", "spec_to_image", "sample_tensors"]
+
+
+def is_audio_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def modality_of(path: str | Path) -> str:
+    """``"audio"`` for an audio file extension, else ``"image"`` (the image loader then says
+    what the file is if it is neither)."""
+    return "audio" if is_audio_path(path) else "image"
+
+
+def image_tensor(source, size: int) -> torch.Tensor:
+    """Load an image file (or bytes) -> ``(3, size, size)`` float in [0, 1]."""
+    arr = image_to_array(load_image(source), size)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def spec_to_image(spec: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """A ``(n_mels, frames)`` window in [0, 1] -> ``(3, size, size)`` (bilinear, grey to RGB).
+
+    Row 0 (lowest frequency) is put at the bottom, as a spectrogram is usually drawn.
+    """
+    t = torch.as_tensor(np.asarray(spec, dtype=np.float32)).flip(0)[None, None]
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0]
+    return t.expand(3, -1, -1).clamp(0, 1).contiguous()
+
+
+def spectrogram_windows(spec: np.ndarray, cfg: MelConfig, size: int, *, hop_frames: int | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Cut a clip's spectrogram into windows -> ``(W, 3, size, size)`` and their start frames.
+
+    ``hop_frames`` overrides the config's window hop (training uses a denser hop as augmentation).
+    """
+    n_frames = spec.shape[1]
+    padded = pad_to_window(spec, cfg)
+    width = frames_per_window(cfg)
+    if hop_frames is None:
+        starts = window_starts(n_frames, cfg)
+    else:
+        last = max(0, padded.shape[1] - width)
+        starts = list(range(0, last + 1, hop_frames))
+        if starts[-1] != last:
+            starts.append(last)
+    return torch.stack([spec_to_image(padded[:, s : s + width], size) for s in starts]), starts
+
+
+@dataclass
+class AudioInput:
+    """One clip ready for a detector: waveform, spectrogram, its windows as images."""
+
+    waveform: np.ndarray  # (samples,) float32 at cfg.sample_rate
+    spectrogram: np.ndarray  # (n_mels, n_frames) in [0, 1], row 0 = lowest frequency
+    windows: torch.Tensor  # (W, 3, S, S)
+    starts: list[int]  # start frame of each window
+    mel: MelConfig
+
+    @property
+    def n_frames(self) -> int:
+        return self.spectrogram.shape[1]
+
+
+def audio_input(source, cfg: MelConfig, size: int, **load_kwargs) -> AudioInput:
+    """Load an audio file -> :class:`AudioInput` (refusals are :class:`decodemo.errors.InputError`)."""
+    y = load_audio(source, sample_rate=cfg.sample_rate, **load_kwargs)
+    spec = log_mel(y, cfg)
+    windows, starts = spectrogram_windows(spec, cfg, size)
+    return AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=cfg)
+
+
+# ---------------------------------------------------------------------- one upload, read once
+def _named_bytes(data: bytes, name: str) -> io.BytesIO:
+    buf = io.BytesIO(data)
+    buf.name = name  # the loaders' messages name the file
+    return buf
+
+
+@dataclass
+class LoadedImage:
+    """An uploaded image, decoded once: its bytes, SHA-256 and RGB pixels."""
+
+    name: str
+    data: bytes
+    image: Any  # PIL.Image.Image, RGB
+    modality: str = "image"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """``(H, W, 3)`` uint8."""
+        return np.asarray(self.image, dtype=np.uint8)
+
+
+@dataclass
+class LoadedClip:
+    """An uploaded sound, decoded once at ``mel``'s rate: its bytes, waveform and spectrogram.
+    A model with other mel settings gets its own spectrogram of the same clip (:meth:`for_mel`),
+    decoded again from the bytes in memory only when its sample rate differs."""
+
+    name: str
+    data: bytes
+    mel: MelConfig
+    waveform: np.ndarray  # (samples,) float32 at mel.sample_rate
+    spectrogram: np.ndarray  # (n_mels, frames) in [0, 1], row 0 = lowest frequency
+    modality: str = "audio"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def for_mel(self, mel: MelConfig) -> tuple[np.ndarray, np.ndarray]:
+        """``(waveform, spectrogram)`` of the clip under ``mel``."""
+        if mel == self.mel:
+            return self.waveform, self.spectrogram
+        key = mel  # frozen, hashable
+        if key not in self._cache:
+            y = (self.waveform if mel.sample_rate == self.mel.sample_rate
+                 else load_audio(_named_bytes(self.data, self.name), sample_rate=mel.sample_rate))
+            self._cache[key] = (y, log_mel(y, mel))
+        return self._cache[key]
+
+
+Loaded = Union[LoadedImage, LoadedClip]
+
+
+def load_input(source: str | Path, *, mel: MelConfig | dict | None = None, name: str | None = None) -> Loaded:
+    """Read the file at ``source`` once and decode it as what its extension says.
+
+    Images -> :class:`LoadedImage`; audio -> :class:`LoadedClip` at ``mel``'s settings
+    (a dict is read as :class:`MelConfig`; default: the default mel settings). Bad files raise
+    the input layer's typed :class:`decodemo.errors.InputError`.
+    """
+    path = Path(source)
+    label = name or path.name
+    if modality_of(path) == "audio":
+        data, _ = read_source(path, max_bytes=DEFAULT_MAX_AUDIO_BYTES, kind="audio file")
+        mel = mel if isinstance(mel, MelConfig) else MelConfig.from_dict(mel or {})
+        y = load_audio(_named_bytes(data, path.name), sample_rate=mel.sample_rate)
+        return LoadedClip(name=label, data=data, mel=mel, waveform=y, spectrogram=log_mel(y, mel))
+    data, _ = read_source(path, max_bytes=DEFAULT_MAX_BYTES, kind="image")
+    return LoadedImage(name=label, data=data, image=load_image(_named_bytes(data, path.name)))
+
+
+def prepare(loaded: Loaded, cfg) -> torch.Tensor | AudioInput:
+    """What model config ``cfg`` takes for ``loaded``: an image batch ``(1, 3, S, S)`` or the
+    clip's :class:`AudioInput` windows under the model's own mel settings."""
+    size = cfg.image_size
+    if isinstance(loaded, LoadedImage):
+        return torch.from_numpy(np.ascontiguousarray(image_to_array(loaded.image, size).transpose(2, 0, 1)))[None]
+    mel = MelConfig.from_dict(cfg.mel)
+    y, spec = loaded.for_mel(mel)
+    windows, starts = spectrogram_windows(spec, mel, size)
+    return AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=mel)
+
+
+def prepare_path(path: str | Path, cfg, **load_kwargs) -> torch.Tensor | AudioInput:
+    """:func:`prepare` straight from a file, decoded at the model's own settings."""
+    if cfg.modality == "audio":
+        return audio_input(path, MelConfig.from_dict(cfg.mel), cfg.image_size, **load_kwargs)
+    return image_tensor(path, cfg.image_size)[None]
+
+
+def sample_tensors(paths, *, modality: str, size: int, mel: MelConfig | None = None,
+                   hop_frames: int | None = None, desc: str = "loading") -> list[torch.Tensor]:
+    """Load files -> one tensor per file: ``(1, 3, S, S)`` for an image, ``(W, 3, S, S)`` for
+    the windows of an audio clip. Shows a progress bar."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for path in tqdm(list(paths), desc=desc, leave=False, dynamic_ncols=True):
+        if modality == "audio":
+            if mel is None:
+                raise ValueError("Audio inputs need the model's mel settings.")
+            y = load_audio(path, sample_rate=mel.sample_rate)
+            windows, _ = spectrogram_windows(log_mel(y, mel), mel, size, hop_frames=hop_frames)
+            out.append(windows)
+        else:
+            out.append(image_tensor(path, size)[None])
+    return out

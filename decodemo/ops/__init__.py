@@ -1,0 +1,1 @@
+"""Shared numerical operations of the methods: tensors in, tensors out, no I/O and no weights."""

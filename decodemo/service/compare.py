@@ -1,0 +1,278 @@
+"""The compare service: one input, the three detectors of a domain side by side.
+
+This is what the app, the command line (``python -m decodemo compare FILE``) and the tests
+call; the Gradio callbacks only draw what it returns. For one image or audio clip it
+
+1. reads and decodes the upload once with the inference layer
+   (:func:`decodemo.inference.load_input`), which refuses bad files with a typed
+   :class:`~decodemo.errors.InputError`;
+2. runs each method of the domain's model set from the registry (loaded once, shared);
+3. returns, per method, the score, the decision against that model's threshold, the
+   percentile of the score among the model's normal reference scores, the anomaly map at
+   the input's size (images: the uploaded image's pixels; audio: the spectrogram's
+   mel bands x frames), the method's normal version of the input where it has one, NFE and
+   latency; and a summary of how the methods agree with a majority verdict.
+
+Thresholds are owned here: the registry entry's threshold unless one has been applied for the
+model since (:meth:`Service.apply_threshold`, kept in the review store that
+:meth:`Service.attach_store` connects, so it survives a restart); a caller may pass its own per
+method for one call. The UI reads them with :meth:`Service.threshold` and never copies them.
+Nothing here depends on test labels.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from decodemo.errors import DecodemoError
+from decodemo.methods.catalogue import TITLES
+from decodemo.evaluation.reference import percentile_of, pixel_threshold
+from decodemo.service.results import Comparison, MethodOutcome
+
+__all__ = ["Service", "DEFAULT_DOMAIN"]
+
+DEFAULT_DOMAIN = {"image": "bottle", "audio": "fan"}
+
+Progress = Callable[[float, str], None]
+
+
+def _resize_map(m: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    m = m.float()
+    if tuple(m.shape[-2:]) != tuple(size):
+        m = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return m.cpu().numpy().astype(np.float32)
+
+
+def _resize_rgb(x: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    x = x.float().clamp(0, 1)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    return (x.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def _resize2d(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if a.shape == tuple(size):
+        return a.astype(np.float32)
+    return _resize_map(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)), size)
+
+
+class Service:
+    """Domains, their model sets, their thresholds and the compare function over one shared registry."""
+
+    def __init__(self, registry=None, *, store=None, keep: int = 32) -> None:
+        from decodemo.hub import ModelRegistry
+
+        self.registry = registry if registry is not None else ModelRegistry()
+        self._applied: dict[str, float] = {}  # registry name -> threshold applied since (from the store)
+        self._store = None
+        self._results: OrderedDict[str, Comparison] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+        if store is not None:
+            self.attach_store(store)
+
+    # ------------------------------------------------------------------ thresholds (owned here)
+    def attach_store(self, store) -> None:
+        """Back the applied thresholds with ``store`` (a :class:`decodemo.store.ReviewStore`):
+        the thresholds applied before are read now, and :meth:`apply_threshold` writes there."""
+        applied = store.applied_thresholds()
+        with self._lock:
+            self._store = store
+            self._applied = {k: float(v) for k, v in applied.items() if k in self.registry.entries}
+
+    def threshold(self, name: str) -> float:
+        """The threshold model ``name`` is judged against now: the one applied last, else the registry's."""
+        with self._lock:
+            applied = self._applied.get(name)
+        return float(applied if applied is not None else self.registry.entry(name).threshold)
+
+    def thresholds(self) -> dict[str, float]:
+        """Every registry model's current threshold."""
+        return {n: self.threshold(n) for n in self.registry.entries}
+
+    def apply_threshold(self, name: str, value: float, *, by: str | None, reason: str) -> dict[str, Any]:
+        """Judge model ``name`` against ``value`` from now on; the change (old, new, who, why) is
+        kept in the attached store. Returns the stored change."""
+        self.registry.entry(name)  # an unknown model is refused before anything is written
+        if self._store is None:
+            raise DecodemoError("No review store is attached, so a threshold change could not be kept.")
+        change = self._store.apply_threshold(name, float(value), old=self.threshold(name), by=by, reason=reason)
+        with self._lock:
+            self._applied[name] = float(value)
+        return change
+
+    # ------------------------------------------------------------------ domains
+    def domains(self, modality: str | None = None) -> list[str]:
+        seen: dict[str, None] = {}
+        for e in self.registry.entries.values():
+            if modality is None or e.modality == modality:
+                seen.setdefault(e.domain)
+        return list(seen)
+
+    def domain_modality(self, domain: str) -> str:
+        for e in self.registry.entries.values():
+            if e.domain == domain:
+                return e.modality
+        raise DecodemoError(f"Unknown domain {domain!r}; the registry has: {', '.join(self.domains())}.")
+
+    def models_for(self, domain: str) -> dict[str, str]:
+        """method -> registry name for ``domain``, in the catalogue's order."""
+        from decodemo.methods.catalogue import DIFFUSION_METHODS
+
+        names = {e.method: n for n, e in self.registry.entries.items() if e.domain == domain}
+        if not names:
+            raise DecodemoError(f"Unknown domain {domain!r}; the registry has: {', '.join(self.domains())}.")
+        return {m: names[m] for m in DIFFUSION_METHODS if m in names}
+
+    def reference_model(self, domain: str) -> str | None:
+        """The registry name of ``domain``'s nearest-neighbour ``baseline``, if it has one."""
+        return next((n for n, e in self.registry.entries.items() if e.domain == domain and e.method == "baseline"),
+                    None)
+
+    def default_domain(self, modality: str) -> str:
+        doms = self.domains(modality)
+        if not doms:
+            raise DecodemoError(f"The registry has no {modality} models.")
+        want = DEFAULT_DOMAIN.get(modality)
+        return want if want in doms else doms[0]
+
+    def _domain_for(self, domain: str | None, modality: str, name: str) -> str:
+        if domain in (None, "", "auto"):
+            return self.default_domain(modality)
+        dom_modality = self.domain_modality(domain)
+        if dom_modality != modality:
+            raise DecodemoError(f"The {domain} models take {dom_modality} input but {name} is an {modality} "
+                                f"file; pick an {modality} model set.")
+        return domain
+
+    def warm_up(self, domains: list[str] | None = None, progress: Progress | None = None) -> float:
+        """Load the models of ``domains`` (default: all) now; returns the seconds it took."""
+        t0 = time.perf_counter()
+        doms = domains or self.domains()
+        names = [n for d in doms for n in self.models_for(d).values()]
+        names += [r for r in map(self.reference_model, doms) if r is not None]
+        for i, n in enumerate(names):
+            if progress:
+                progress(i / max(1, len(names)), f"loading {n}")
+            self.registry.get(n)
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ compare
+    def result(self, result_id: str) -> Comparison:
+        with self._lock:
+            if result_id not in self._results:
+                raise DecodemoError("That result is no longer held by the server; press Compare again.")
+            return self._results[result_id]
+
+    def _remember(self, comp: Comparison) -> None:
+        with self._lock:
+            self._results[comp.id] = replace(comp, data=None)  # the upload's bytes are not kept
+            while len(self._results) > self._keep:
+                self._results.popitem(last=False)
+
+    @torch.no_grad()
+    def compare(self, path: str | Path, *, domain: str | None = None, thresholds: dict[str, float] | None = None,
+                progress: Progress | None = None, name: str | None = None) -> Comparison:
+        """Run the domain's three methods on the file at ``path``.
+
+        ``domain`` defaults to the modality's default (bottle for images, fan for audio); a
+        domain of the other modality is refused with a clear message. ``thresholds`` maps a
+        method id to a threshold for this call only.
+        """
+        from decodemo.inference import load_input, modality_of
+
+        t_start = time.perf_counter()
+        path = Path(path)
+        if not path.is_file():
+            raise DecodemoError(f"No file at {path}.")
+        modality = modality_of(path)
+        domain = self._domain_for(domain, modality, path.name)
+        models = self.models_for(domain)
+        report = progress or (lambda frac, desc: None)
+        report(0.0, "reading the input")
+        first = self.registry.entry(next(iter(models.values())))
+        loaded = load_input(path, mel=first.input.get("mel") if modality == "audio" else None, name=name)
+        outcomes = []
+        for i, (method, reg_name) in enumerate(models.items()):
+            report((i + 0.1) / len(models), f"{TITLES[method]}: loading model")
+            model = self.registry.get(reg_name)
+            report((i + 0.3) / len(models), f"{TITLES[method]}: detecting")
+            outcomes.append(self._run(model, reg_name, method, loaded,
+                                      (thresholds or {}).get(method, self.threshold(reg_name))))
+        reference = None
+        ref_name = self.reference_model(domain)
+        if ref_name is not None:  # the nearest-neighbour reference: shown, never voted
+            report(0.97, "nearest-neighbour reference")
+            reference = self._run(self.registry.get(ref_name), ref_name, "baseline", loaded, self.threshold(ref_name))
+        report(1.0, "done")
+        comp = Comparison(
+            id=uuid.uuid4().hex, modality=modality, domain=domain, name=loaded.name, sha256=loaded.sha256,
+            input=_input_array(loaded), outcomes=outcomes, seconds=time.perf_counter() - t_start, path=str(path),
+            reference=reference, data=loaded.data, **_audio_extra(loaded),
+        )
+        self._remember(comp)
+        return comp
+
+    def _category(self, model, reg_name: str) -> dict[str, Any]:
+        cats = getattr(model.config, "categories", None)
+        if not cats:
+            return {}
+        cid = self.registry.entry(reg_name).class_id
+        return {"category": cats[model.category_index(cid)]}
+
+    def _run(self, model, reg_name: str, method: str, loaded, threshold: float) -> MethodOutcome:
+        """One method on the upload -> its outcome, maps at the input's size."""
+        from decodemo.inference import detect_loaded
+
+        t0 = time.perf_counter()
+        det = detect_loaded(model, loaded, **self._category(model, reg_name))
+        seconds = time.perf_counter() - t0
+        size = _input_array(loaded).shape[:2]
+        if loaded.modality == "image":
+            tf = _resize_map(torch.from_numpy(det.map), size)
+            rec = None if det.reconstruction is None else _resize_rgb(torch.from_numpy(det.reconstruction), size)
+            frames = None
+        else:
+            tf = _resize2d(det.map, size)
+            rec = None if det.reconstruction is None else np.clip(_resize2d(det.reconstruction, size), 0, 1)
+            frames = tf.max(axis=0)
+        e = self.registry.entry(reg_name)
+        ref = e.reference or {}
+        scores = list(ref.get("scores") or [])
+        return MethodOutcome(
+            method=method, model=reg_name, score=float(det.score), threshold=float(threshold),
+            revision=e.hub.revision if e.hub is not None and not e.bundled else f"bundled:{e.sha256[:12]}",
+            default_threshold=float(e.threshold), decision="anomalous" if det.score > threshold else "normal",
+            percentile=percentile_of(float(det.score), scores) if scores else None,
+            nfe=int(det.nfe), latency_ms=1000.0 * seconds, map=tf,
+            pixel_threshold=pixel_threshold(ref, float(threshold)) if ref else None,
+            reference_scores=scores, pixel_quantiles=ref.get("pixel_quantiles"), reconstruction=rec,
+            frame_scores=frames,
+        )
+
+
+def _input_array(loaded) -> np.ndarray:
+    """What the page draws as the input: image ``(H, W, 3)`` uint8; audio the spectrogram."""
+    if loaded.modality == "image":
+        return loaded.pixels
+    return loaded.spectrogram.astype(np.float32)
+
+
+def _audio_extra(loaded) -> dict[str, Any]:
+    if loaded.modality != "audio":
+        return {}
+    from decodemo.io.spectrogram import frame_times, mel_band_hz
+
+    mel = loaded.mel
+    return {"waveform": loaded.waveform, "sample_rate": mel.sample_rate,
+            "frame_times": frame_times(loaded.spectrogram.shape[1], mel), "band_hz": mel_band_hz(mel)}

@@ -1,0 +1,66 @@
+"""What a training starts from: the config set for its data, and the seeded fit / held-out split
+of ``train/good`` (:func:`~decodemo.training.split.split_normal`) loaded as model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+
+from decodemo.data.layout import Layout
+from decodemo.inference import sample_tensors
+from decodemo.io.spectrogram import MelConfig, frames_per_window
+from decodemo.training.split import split_normal
+
+__all__ = ["set_modality", "load_inputs", "split_files", "Split", "load_split"]
+
+
+def set_modality(cfg: Any, layout: Layout) -> Any:
+    """``cfg`` (a detector config) set for ``layout``'s modality; an audio model without mel
+    settings gets the default ones. In place; returns ``cfg``."""
+    cfg.modality = layout.modality
+    if layout.modality == "audio" and cfg.mel is None:
+        cfg.mel = MelConfig().to_dict()
+    return cfg
+
+
+def load_inputs(layout: Layout, indices: Sequence[int], config: Any, *, dense: bool = False,
+                desc: str = "loading") -> list[torch.Tensor]:
+    """The normal training files ``layout.train[i]`` (``i`` in ``indices``) as ``config``'s model
+    inputs (its ``modality``, ``image_size`` and ``mel``): one tensor per file, ``(1, 3, S, S)``
+    per image, ``(W, 3, S, S)`` windows per audio clip. ``dense``: audio windows at a
+    quarter-window hop, the training augmentation for audio."""
+    mel = MelConfig.from_dict(config.mel) if config.mel else None
+    hop = max(1, frames_per_window(mel) // 4) if (mel is not None and dense) else None
+    return sample_tensors([layout.train[i].path for i in indices], modality=config.modality, size=config.image_size,
+                          mel=mel, hop_frames=hop, desc=desc)
+
+
+def split_files(files: list[torch.Tensor], val_fraction: float,
+                seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """:func:`split_normal` of files already loaded (one tensor each) -> (fit files, held-out files)."""
+    f, v = split_normal(len(files), val_fraction, seed)
+    return [files[i] for i in f], [files[i] for i in v]
+
+
+class Split(NamedTuple):
+    """A layout's normal training files split and loaded: indices into ``layout.train`` and the
+    inputs of each file (the fit files' audio windows at the dense, quarter-window hop)."""
+
+    fit_idx: list[int]
+    val_idx: list[int]
+    fit: list[torch.Tensor]
+    val: list[torch.Tensor]
+
+
+def load_split(layout: Layout, config: Any, val_fraction: float, seed: int, *, disjoint: bool = False) -> Split:
+    """The seeded split of ``layout.train`` into fit and held-out files, loaded as ``config``'s
+    inputs. ``disjoint``: a file is never both (the one file of a single-file layout is then fit
+    only, where :func:`split_normal` gives it to both)."""
+    fit_idx, val_idx = split_normal(len(layout.train), val_fraction, seed)
+    if disjoint:
+        val_idx = [i for i in val_idx if i not in set(fit_idx)]
+    fit = load_inputs(layout, fit_idx, config, dense=True, desc="training inputs")
+    val = load_inputs(layout, val_idx, config, desc="held-out normal inputs")
+    return Split(fit_idx, val_idx, fit, val)

@@ -1,0 +1,61 @@
+"""The compare handler end to end without a browser: the upload is read once per comparison,
+each map is written once (by the review store) and the result names those files."""
+
+from __future__ import annotations
+
+import builtins
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from decodemo.app import compare as compare_module
+from decodemo.app.compare import CompareHandlers
+from decodemo.data.synthetic import make_texture
+from decodemo.service import METHOD_ORDER, Service
+from decodemo.store import ReviewStore
+
+
+@pytest.fixture()
+def upload(tmp_path):
+    img, _ = make_texture(np.random.default_rng([91, 1]), size=128, defect="crack")
+    path = tmp_path / "upload.png"
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_one_read_of_the_upload_and_one_write_of_each_map(tmp_path, upload, monkeypatch):
+    service = Service()
+    store = ReviewStore(f"sqlite:///{tmp_path / 'review.db'}", data_dir=tmp_path / "store")
+    service.attach_store(store)
+    monkeypatch.setattr(compare_module, "_results_dir", lambda: tmp_path / "results")
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).resolve() == upload.resolve():
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)  # pathlib opens through io.open
+    h = CompareHandlers(service, store, page=None, run_models=service.compare)
+    res, files = h.compare(str(upload), None, "texture", progress=lambda *a, **k: None)
+    monkeypatch.setattr(builtins, "open", real_open)
+    monkeypatch.setattr(io, "open", real_open)
+
+    assert len(opened) == 1, opened  # read once: decoded, hashed and stored from the same bytes
+    assert res["item_id"] is not None
+    maps = sorted(p for p in tmp_path.rglob("*.npy"))
+    assert len(maps) == len(METHOD_ORDER)  # each map once, in the store; none in the results folder
+    assert all(tmp_path / "store" in p.parents for p in maps)
+    named = {m["method"]: Path(m["map_file"]) for m in res["methods"]}
+    assert set(named.values()) == set(maps)
+    for m in res["methods"]:
+        arr = np.load(named[m["method"]], allow_pickle=False)
+        assert arr.shape == (128, 128) and named[m["method"]].name == f"{m['method']}_map.npy"
+    stored = list((tmp_path / "store").rglob("upload*")) + list((tmp_path / "store" / "files" / "inputs").rglob("*.png"))
+    assert stored and stored[0].read_bytes() == upload.read_bytes()
+    assert {Path(f).name for f in files} >= {f"{m}_map.npy" for m in METHOD_ORDER}

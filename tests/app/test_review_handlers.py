@@ -1,0 +1,149 @@
+"""The Review and Dashboard handlers as plain functions, on a real store (SQLite in a temporary
+folder) and the real service with a stand-in registry: what each event shows and stores, and
+that each reads the store in one session."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import uuid
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import event
+
+from decodemo.app import dashboard as dash
+from decodemo.app import review_handlers as rv
+from decodemo.app.dashboard import DashboardView
+from decodemo.app.review import bind
+from decodemo.app.review_handlers import ReviewView
+from decodemo.service import Comparison, MethodOutcome, Service
+from decodemo.store import ReviewStore
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+SIZE = (8, 10)
+NO_FILTER = ("(all)", "(all)", "(any)", "", False)  # domain, modality, method decision, reviewed by, include reviewed
+
+
+def _entry(threshold: float) -> SimpleNamespace:
+    return SimpleNamespace(threshold=threshold, input={}, domain="texture", modality="image")
+
+
+@pytest.fixture
+def app(tmp_path):
+    store = ReviewStore(data_dir=tmp_path / "data")
+    entries = {f"texture/{m}": _entry(0.5) for m in ("invad", "decodiff", "recon")}
+    registry = SimpleNamespace(entries=entries, entry=lambda name: entries[name])
+    yield Service(registry=registry, store=store), store
+    store.close()
+
+
+def _record(store, tmp_path, name: str, scores: dict[str, float]) -> int:
+    path = tmp_path / name
+    Image.fromarray(np.full((*SIZE, 3), hashlib.sha256(name.encode()).digest()[0], np.uint8)).save(path)
+    outs = [MethodOutcome(method=m, model=f"texture/{m}", revision="bundled:abc", score=sc, threshold=0.5,
+                          default_threshold=0.5, decision="anomalous" if sc > 0.5 else "normal", percentile=100.0 * sc,
+                          nfe=3, latency_ms=12.0, map=np.full(SIZE, sc, np.float32), pixel_threshold=0.5,
+                          reference_scores=[0.1], pixel_quantiles=None, reconstruction=None)
+            for m, sc in scores.items()]
+    comp = Comparison(id=uuid.uuid4().hex, modality="image", domain="texture", name=name,
+                      sha256=hashlib.sha256(path.read_bytes()).hexdigest(), input=np.zeros((*SIZE, 3), np.uint8),
+                      outcomes=outs, seconds=0.1, path=str(path))
+    return store.record(comp)
+
+
+def _sessions(store) -> list:
+    """The sessions that begin a transaction from now on (every read and write needs one)."""
+    begun = []
+    event.listen(store.Session, "after_begin", lambda session, transaction, connection: begun.append(session))
+    return begun
+
+
+def _painted(rows: slice, cols: slice) -> dict:
+    layer = np.zeros((*SIZE, 4), np.uint8)
+    layer[rows, cols, 3] = 255
+    return {"background": None, "layers": [layer], "composite": None}
+
+
+def test_review_events_show_store_and_undo_in_one_session_each(app, tmp_path):
+    service, store = app
+    calm = _record(store, tmp_path, "calm.png", {"invad": 0.2, "decodiff": 0.3, "recon": 0.25})
+    torn = _record(store, tmp_path, "torn.png", {"invad": 0.9, "decodiff": 0.1, "recon": 0.6})
+    opened = _sessions(store)
+
+    shown = rv.show_next(service, store, *NO_FILTER, [], "decodiff")
+    assert len(opened) == 1 and isinstance(shown, ReviewView) and len(shown) == 7
+    assert shown.item_id == torn  # the methods disagree most on it
+    assert "2 pending" in shown.info and "`torn.png`" in shown.info and "anonymous" in shown.info
+    assert shown.editor["background"].shape == (*SIZE, 3) and shown.history == "_No review of yours yet._"
+
+    with pytest.raises(gr.Error, match="anomalous verdict"):
+        rv.submit(service, store, "normal", torn, _painted(slice(1, 3), slice(2, 5)), [], "", *NO_FILTER, [],
+                  "decodiff")
+    opened.clear()
+    after = rv.submit(service, store, "anomalous", torn, _painted(slice(1, 3), slice(2, 5)), ["invad"], "tear",
+                      *NO_FILTER, [], "decodiff")
+    assert len(opened) == 1 and after.item_id == calm and "1 pending" in after.info
+    (review,) = store.current_reviews(torn)
+    assert review["verdict"] == "anomalous" and review["methods_right"] == ["invad"] and review["note"] == "tear"
+    assert store.mask(review).sum() == 6
+
+    opened.clear()
+    again = rv.reshow(service, store, torn, "none", [])
+    assert len(opened) == 1 and again.item_id == torn and "v1 anomalous" in again.history
+    assert again.right == gr.update(value=["invad"]) and again.note == "tear"
+    opened.clear()
+    undone = rv.undo(service, store, torn, "invad", [])
+    assert len(opened) == 1 and "(undone)" in undone.history and store.current_reviews(torn) == []
+    with pytest.raises(gr.Error, match="no review"):
+        rv.undo(service, store, torn, "invad", [])
+
+    skipped = rv.skip(service, store, torn, *NO_FILTER, [], "decodiff")
+    assert skipped.skipped == [torn] and skipped.item_id == calm  # the skipped item goes to the end
+    assert rv.reshow(service, store, None, "none", []) == ReviewView.unchanged()
+    nothing = rv.show_next(service, store, "fan", *NO_FILTER[1:], [], "decodiff")
+    assert nothing.item_id is None and "Nothing to review" in nothing.info
+
+
+def test_dashboard_reads_thresholds_from_the_service_and_applies_through_it(app, tmp_path):
+    service, store = app
+    for name, score, verdict in (("a.png", 0.9, "anomalous"), ("bb.png", 0.3, "anomalous"),
+                                 ("ccc.png", 0.1, "normal")):
+        item_id = _record(store, tmp_path, name, {"invad": score})
+        store.submit_review(item_id, "ana", verdict)
+    opened = _sessions(store)
+
+    view = dash.dashboard(service, store, "(all)")
+    assert len(opened) == 1 and isinstance(view, DashboardView) and len(view) == 8
+    assert "**3** analysed items" in view.head and "no item reviewed by two people" in view.kappa
+    (row,) = view.thresholds
+    assert row[:3] == ["texture/invad", 3, 0.5] and 0.1 < row[3] < 0.3  # suggested: flag bb too
+    assert view.model == gr.update(choices=["texture/invad"], value="texture/invad")
+    suggested = dash.pick_model(service, store, "texture/invad", "(all)")["value"]
+    assert suggested == row[3]
+
+    with pytest.raises(gr.Error, match="why"):
+        dash.apply(service, store, "texture/invad", suggested, " ", "(all)")
+    after = dash.apply(service, store, "texture/invad", suggested, "best F1 on 3 items", "(all)")
+    assert service.threshold("texture/invad") == suggested and store.applied_thresholds() == {"texture/invad": suggested}
+    assert after.thresholds[0][2] == suggested and after.changes[0][1:5] == ["texture/invad", 0.5, suggested,
+                                                                             "anonymous"]
+    opened.clear()
+    files, counts = dash.export(store)
+    assert len(opened) == 1 and counts == {"items": 3, "reviewed": 3, "pending": 0, "review_versions": 3}
+    assert any(f.endswith("threshold_changes.csv") for f in files)
+
+
+def test_bound_handlers_keep_what_gradio_reads():
+    from gradio import utils
+
+    for fn, first in ((rv.show_next, 2), (rv.submit, 2), (rv.undo, 2), (rv.submit_api, 1), (dash.apply, 2)):
+        handler = bind(fn, object(), object())
+        params = list(inspect.signature(bind(fn, *[object()] * first)).parameters)
+        hints = utils.get_type_hints(handler)
+        assert [p for p in params if utils.is_special_typed_parameter(p, hints)] == ["request", "profile"]
+        assert handler.__doc__ == fn.__doc__ and handler.__name__ == fn.__name__
+    assert list(inspect.signature(bind(dash.dashboard, 1, 2)).parameters) == ["domain"]
