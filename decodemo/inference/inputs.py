@@ -91,10 +91,7 @@ class AudioInput:
 
 def audio_input(source, cfg: MelConfig, size: int, **load_kwargs) -> AudioInput:
     """Load an audio file -> :class:`AudioInput` (refusals are :class:`decodemo.errors.InputError`)."""
-    y = load_audio(source, sample_rate=cfg.sample_rate, **load_kwargs)
-    spec = log_mel(y, cfg)
-    windows, starts = spectrogram_windows(spec, cfg, size)
-    return AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=cfg)
+    return _from_file(source, "audio", size, cfg, **load_kwargs)
 
 
 # ---------------------------------------------------------------------- one upload, read once
@@ -188,9 +185,23 @@ def prepare(loaded: Loaded, cfg) -> torch.Tensor | AudioInput:
 
 def prepare_path(path: str | Path, cfg, **load_kwargs) -> torch.Tensor | AudioInput:
     """:func:`prepare` straight from a file, decoded at the model's own settings."""
-    if cfg.modality == "audio":
-        return audio_input(path, MelConfig.from_dict(cfg.mel), cfg.image_size, **load_kwargs)
-    return image_tensor(path, cfg.image_size)[None]
+    mel = getattr(cfg, "mel", None)
+    mel = MelConfig.from_dict(mel) if mel is not None else None
+    return _from_file(path, cfg.modality, cfg.image_size, mel, **load_kwargs)
+
+
+def _from_file(path, modality: str, size: int, mel: MelConfig | None, *, hop_frames: int | None = None,
+               **load_kwargs) -> torch.Tensor | AudioInput:
+    """The one place a file becomes model input: ``(1, 3, S, S)`` for an image, the clip's
+    :class:`AudioInput` (windows at ``hop_frames`` if given) for a sound."""
+    if modality != "audio":
+        return image_tensor(path, size)[None]
+    if mel is None:
+        raise ValueError("Audio inputs need the model's mel settings.")
+    y = load_audio(path, sample_rate=mel.sample_rate, **load_kwargs)
+    spec = log_mel(y, mel)
+    windows, starts = spectrogram_windows(spec, mel, size, hop_frames=hop_frames)
+    return AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=mel)
 
 
 def sample_tensors(paths, *, modality: str, size: int, mel: MelConfig | None = None,
@@ -201,12 +212,6 @@ def sample_tensors(paths, *, modality: str, size: int, mel: MelConfig | None = N
 
     out = []
     for path in tqdm(list(paths), desc=desc, leave=False, dynamic_ncols=True):
-        if modality == "audio":
-            if mel is None:
-                raise ValueError("Audio inputs need the model's mel settings.")
-            y = load_audio(path, sample_rate=mel.sample_rate)
-            windows, _ = spectrogram_windows(log_mel(y, mel), mel, size, hop_frames=hop_frames)
-            out.append(windows)
-        else:
-            out.append(image_tensor(path, size)[None])
+        x = _from_file(path, modality, size, mel, hop_frames=hop_frames)
+        out.append(x.windows if isinstance(x, AudioInput) else x)
     return out
