@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["MAX_MODELS", "data_dir", "db_url", "device", "max_models", "auth_pairs", "server_name", "server_port",
+__all__ = ["MAX_MODELS", "data_dir", "user_registry", "db_url", "device", "max_models", "auth_pairs", "server_name", "server_port",
            "hf_oauth", "zero_gpu"]
 
 #: Models kept in memory at once: every bundled model (28 names, 27 folders) stays resident after warm-up.
@@ -37,6 +37,12 @@ def data_dir() -> Path:
         return Path(_get("DECODEMO_DATA_DIR")).expanduser()
     base = _get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "decodemo"
+
+
+def user_registry() -> Path:
+    """The user registry that ``python -m decodemo fit`` writes and the app reads beside the
+    bundled one: ``<data dir>/models/registry.json``."""
+    return data_dir() / "models" / "registry.json"
 
 
 def db_url() -> str:

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "decodemo"
 
 _BASE = {"errors", "settings"}
 _MATH = _BASE | {"ops", "metrics", "io", "features"}
-_MODELS = _MATH | {"data", "methods", "inference", "evaluation"}
+_MODELS = _MATH | {"data", "methods", "inference", "evaluation", "ood"}
 _SERVING = _MODELS | {"hub", "service", "store"}
 #: layer -> the decodemo layers it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
@@ -22,13 +22,14 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"errors"},
     "io": {"errors"},
     "features": {"errors"},
+    "ood": {"errors", "features", "inference", "io"},
     "data": {"errors", "io", "ops"},
     "methods": {"errors", "ops", "features"},
     "inference": {"errors", "io"},
     "evaluation": {"errors", "data", "inference", "metrics", "io"},
     "training": _MODELS,
     "hub": {"errors", "settings", "methods"},
-    "service": {"errors", "settings", "hub", "inference", "evaluation", "io", "methods"},
+    "service": {"errors", "settings", "hub", "inference", "evaluation", "io", "methods", "ood"},
     "store": {"errors", "settings", "methods", "metrics"},
     "app": _SERVING - {"training"},
     "bench": _SERVING | {"training"},

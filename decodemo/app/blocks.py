@@ -52,7 +52,9 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
     if service is None:
         from decodemo.hub import ModelRegistry
 
-        service = Service(ModelRegistry(max_resident=settings.max_models()))
+        registry = ModelRegistry(max_resident=settings.max_models())
+        registry.add_manifest(settings.user_registry())  # the model sets of `python -m decodemo fit`
+        service = Service(registry)
     if store is None:
         store = ReviewStore()
     service.attach_store(store)  # thresholds applied before (and from now on) live in the store
@@ -63,7 +65,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         gr.HTML(f"<div class='brand'>{LOGO}<h1>decodemo</h1></div>")
         gr.Markdown(INTRO)
         with gr.Tab("Compare"):
-            page, upload, record, domain, run, reset = _compare_tab(service, examples)
+            page, upload, record, domain, run, reset, refresh = _compare_tab(service, examples)
         if settings.hf_oauth():  # a Space with hf_oauth: reviewers sign in with Hugging Face
             gr.LoginButton()
         review_tabs(service, store)
@@ -77,6 +79,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
                   concurrency_limit=2).success(h.draw_new, [page.result, page.opacity], outputs, **quiet)
         for control in (page.opacity, *page.sliders):
             control.release(h.draw, controls, outputs, **quiet)
+        refresh.click(h.refresh_domains, [domain], [domain], api_name="refresh_model_sets")
         reset.click(h.defaults, [page.result], page.sliders, api_visibility="private").then(h.draw, controls, outputs,
                                                                                            **quiet)
     demo.service = service  # for tests and scripts
@@ -93,7 +96,9 @@ def _compare_tab(service: Service, examples):
         with gr.Column(scale=1, min_width=300):
             upload = gr.File(label="Image or sound", type="filepath")
             record = gr.Audio(sources=["microphone"], type="filepath", label="…or record a sound")
-            domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set")
+            with gr.Row():
+                domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set", scale=4)
+                refresh = gr.Button("↻ Refresh", size="sm", scale=1, min_width=80)
             run = gr.Button("Compare", variant="primary")
             opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Map opacity")
             reset = gr.Button("Reset thresholds to the models' own", size="sm")
@@ -126,7 +131,7 @@ def _compare_tab(service: Service, examples):
     page = ComparePage(summary=summary, player=player, panels=panels, reference_plot=ref_plot,
                        latency_plot=lat_plot, frame_plot=frame_plot, spectrogram_plot=spec_plot, result=result,
                        files=files, opacity=opacity, sliders=[p.threshold for p in panels.values()])
-    return page, upload, record, domain, run, reset
+    return page, upload, record, domain, run, reset, refresh
 
 
 API_DOC = """### Calling decodemo from Python

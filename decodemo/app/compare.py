@@ -65,9 +65,23 @@ def _summary_md(comp: Comparison) -> str:
     s = comp.summary()
     cls = "verdict-anomalous" if s["verdict"] == "anomalous" else "verdict-normal"
     agree = "all three agree" if s["unanimous"] else f"{s['votes_anomalous']} of {s['n_methods']} say anomalous"
-    lines = [f"## Verdict: <span class='{cls}'>{s['verdict'].upper()}</span> ({agree})",
-             f"`{comp.name}` · {comp.modality} · model set **{DOMAIN_TITLES.get(comp.domain, comp.domain)}** · "
+    title = DOMAIN_TITLES.get(comp.domain, comp.domain)
+    check = comp.domain_check
+    if check is not None and not check["in_domain"]:
+        head = (f"## <span class='verdict-ood'>OUT OF DOMAIN for {title}: results are not meaningful</span>\n\n"
+                f"This input is {check['ratio']:.1f} x as far from {title}'s training inputs as the threshold "
+                f"allows (distance {check['distance']:.3g}, threshold {check['threshold']:.3g}). The methods "
+                f"below would say {s['verdict']} ({agree}), but they were never shown anything like it.")
+    else:
+        head = f"## Verdict: <span class='{cls}'>{s['verdict'].upper()}</span> ({agree})"
+    lines = [head, f"`{comp.name}` · {comp.modality} · model set **{DOMAIN_TITLES.get(comp.domain, comp.domain)}** · "
              f"{comp.seconds:.2f} s for the whole comparison"]
+    if check is not None:
+        how = "chosen automatically: its training data is the closest" if check["chosen"] == "auto" else "as chosen"
+        others = ", ".join(f"{DOMAIN_TITLES.get(c['domain'], c['domain'])} {c['ratio']:.2f}"
+                           for c in check["candidates"] if c["domain"] != comp.domain)
+        lines.append(f"Model set {title} {how} (distance {check['ratio']:.2f} x its out-of-domain threshold"
+                     + (f"; others: {others})" if others else ")"))
     if comp.modality == "audio" and comp.waveform is not None:
         lines.append(f"{len(comp.waveform) / comp.sample_rate:.1f} s clip; maps are over the log-mel spectrogram "
                      f"({comp.input.shape[0]} mel bands up to {comp.band_hz[-1]:.0f} Hz, "
@@ -113,7 +127,7 @@ def _snap(value: float | None, o) -> float | None:
 
 def domain_choices(service: Service) -> list[tuple[str, str]]:
     """(label, value) of the model-set control: "auto", then the registry's domains."""
-    return [("Auto (bottle for images, fan for sounds)", "auto")] + [
+    return [("Auto (the set whose training data is closest)", "auto")] + [
         (f"{DOMAIN_TITLES.get(d, d)} [{service.domain_modality(d)}]", d) for d in service.domains()]
 
 
@@ -228,6 +242,13 @@ class CompareHandlers:
 
     def draw_new(self, result, opacity) -> dict:
         return self.draw(result, opacity, reset=True)
+
+    def refresh_domains(self, current: str | None):
+        """Re-read the user registries (model sets fitted since the start) into the model-set list."""
+        self.service.refresh()
+        choices = domain_choices(self.service)
+        keep = current if current in {v for _, v in choices} else "auto"
+        return gr.update(choices=choices, value=keep)
 
     def defaults(self, result) -> dict:
         """Put every threshold control back to the model's current threshold."""

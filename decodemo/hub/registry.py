@@ -32,6 +32,40 @@ class ModelRegistry:
         self._resident: OrderedDict[str, Any] = OrderedDict()
         self.load_counts: Counter[str] = Counter()
         self.sources: dict[str, str] = {}
+        self._roots: dict[str, Path] = {n: self.root for n in self.entries}  # name -> folder of its files
+        self.extra_manifests: list[Path] = []
+
+    # ------------------------------------------------------------------ user registries
+    def add_manifest(self, path: str | Path) -> list[str]:
+        """Add the entries of another manifest (a user registry written by ``fit``), its bundled
+        folders relative to its own folder. A name the registry already has from another manifest
+        is kept as it was. Returns the names added; re-reading the same manifest adds what is new."""
+        path = Path(path)
+        if path not in self.extra_manifests:
+            self.extra_manifests.append(path)
+        if not path.is_file():
+            return []
+        added = []
+        for name, entry in load_manifest(path).items():
+            with self._lock:
+                if name in self.entries and self._roots.get(name) != path.parent:
+                    continue
+                if name in self.entries and self.entries[name].sha256 != entry.sha256:
+                    self._resident.pop(name, None)  # refitted: load the new weights on next use
+                if name not in self.entries:
+                    added.append(name)
+                self.entries[name] = entry
+                self._roots[name] = path.parent
+        return added
+
+    def refresh(self) -> list[str]:
+        """Re-read every added manifest; returns the names that are new."""
+        return [n for p in list(self.extra_manifests) for n in self.add_manifest(p)]
+
+    def root_of(self, name: str) -> Path:
+        """The folder that ``name``'s bundled path is relative to."""
+        self.entry(name)
+        return self._roots.get(name, self.root)
 
     def entry(self, name: str) -> Entry:
         try:
@@ -60,7 +94,7 @@ class ModelRegistry:
                 if name in self._resident:
                     self._resident.move_to_end(name)
                     return self._resident[name]
-            folder, source, config = resolve_verified(entry, root=self.root, cache_dir=self.cache_dir,
+            folder, source, config = resolve_verified(entry, root=self.root_of(name), cache_dir=self.cache_dir,
                                                       endpoint=self.endpoint)
             model = load_on_device(folder, self.device, config=config)
             with self._lock:

@@ -78,6 +78,7 @@ class Service:
         self._results: OrderedDict[str, Comparison] = OrderedDict()
         self._keep = keep
         self._lock = threading.Lock()
+        self._domain_refs: dict[str, Any] = {}  # domain -> its in-domain reference (or None), loaded once
         if store is not None:
             self.attach_store(store)
 
@@ -155,6 +156,51 @@ class Service:
                                 f"file; pick an {modality} model set.")
         return domain
 
+    def refresh(self) -> list[str]:
+        """Re-read the user registries (new ``fit`` domains); returns the model names that are new."""
+        added = self.registry.refresh()
+        with self._lock:
+            self._domain_refs.clear()
+        return added
+
+    # ------------------------------------------------------------------ in-domain references
+    def domain_reference(self, domain: str):
+        """``domain``'s in-domain reference (:mod:`decodemo.ood`, kept in ``<root>/<domain>/domain``
+        beside its models), or ``None`` where it has none."""
+        from decodemo.ood import REFERENCE_FOLDER, DomainReference
+
+        with self._lock:
+            if domain in self._domain_refs:
+                return self._domain_refs[domain]
+        names = [n for n, e in self.registry.entries.items() if e.domain == domain]
+        ref = None
+        if names:
+            folder = self.registry.root_of(names[0]) / domain / REFERENCE_FOLDER
+            if (folder / "config.json").is_file():
+                ref = DomainReference.load(folder)
+        with self._lock:
+            self._domain_refs[domain] = ref
+        return ref
+
+    def domain_checks(self, loaded, domains: list[str]) -> list:
+        """How far ``loaded`` is from each of ``domains`` that has an in-domain reference, nearest
+        first (:class:`decodemo.ood.DomainCheck`); features are computed once per front end."""
+        import json
+
+        from decodemo.ood import loaded_features
+
+        feats: dict[str, np.ndarray] = {}
+        out = []
+        for d in domains:
+            ref = self.domain_reference(d)
+            if ref is None or ref.modality != loaded.modality:
+                continue
+            key = json.dumps(ref.mel, sort_keys=True)
+            if key not in feats:
+                feats[key] = loaded_features(loaded, ref.mel)
+            out.append(ref.check(feats[key]))
+        return sorted(out, key=lambda c: c.ratio)
+
     def warm_up(self, domains: list[str] | None = None, progress: Progress | None = None) -> float:
         """Load the models of ``domains`` (default: all) now; returns the seconds it took."""
         t0 = time.perf_counter()
@@ -196,12 +242,18 @@ class Service:
         if not path.is_file():
             raise DecodemoError(f"No file at {path}.")
         modality = modality_of(path)
+        auto = domain in (None, "", "auto")
         domain = self._domain_for(domain, modality, path.name)
-        models = self.models_for(domain)
         report = progress or (lambda frac, desc: None)
         report(0.0, "reading the input")
-        first = self.registry.entry(next(iter(models.values())))
+        first = self.registry.entry(next(iter(self.models_for(domain).values())))
         loaded = load_input(path, mel=first.input.get("mel") if modality == "audio" else None, name=name)
+        report(0.02, "checking the input against the model sets' training data")
+        checks = self.domain_checks(loaded, self.domains(modality) if auto else [domain])
+        if auto and checks:
+            domain = checks[0].domain  # the set whose training data is closest
+        models = self.models_for(domain)
+        domain_check = _domain_check_json(checks, domain, auto)
         outcomes = []
         for i, (method, reg_name) in enumerate(models.items()):
             report((i + 0.1) / len(models), f"{TITLES[method]}: loading model")
@@ -218,7 +270,7 @@ class Service:
         comp = Comparison(
             id=uuid.uuid4().hex, modality=modality, domain=domain, name=loaded.name, sha256=loaded.sha256,
             input=_input_array(loaded), outcomes=outcomes, seconds=time.perf_counter() - t_start, path=str(path),
-            reference=reference, data=loaded.data, **_audio_extra(loaded),
+            reference=reference, data=loaded.data, domain_check=domain_check, **_audio_extra(loaded),
         )
         self._remember(comp)
         return comp
@@ -259,6 +311,16 @@ class Service:
             reference_scores=scores, pixel_quantiles=ref.get("pixel_quantiles"), reconstruction=rec,
             frame_scores=frames,
         )
+
+
+def _domain_check_json(checks: list, domain: str, auto: bool) -> dict[str, Any] | None:
+    """The check of the domain used, how it was chosen and every candidate (JSON-ready), or
+    ``None`` where that domain has no in-domain reference."""
+    used = next((c for c in checks if c.domain == domain), None)
+    if used is None:
+        return None
+    return {**used.to_dict(), "ratio": round(used.ratio, 4), "chosen": "auto" if auto else "given",
+            "candidates": [{**c.to_dict(), "ratio": round(c.ratio, 4)} for c in checks]}
 
 
 def _input_array(loaded) -> np.ndarray:

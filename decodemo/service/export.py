@@ -51,6 +51,8 @@ def comparison_json(comp, out_dir: str | Path | None = None, *, map_files: dict[
         "id": comp.id, "modality": comp.modality, "domain": comp.domain, "name": comp.name,
         "sha256": comp.sha256, "input_shape": list(comp.size), "seconds": round(comp.seconds, 3),
         "methods": methods, "summary": comp.summary(),
+        # the out-of-domain flag: False means the results are not meaningful for this model set
+        "in_domain": comp.in_domain, "domain_check": comp.domain_check,
     }
     if comp.reference is not None:
         r = comp.reference

@@ -69,6 +69,15 @@ class Comparison:
     #: the domain's nearest-neighbour ``baseline``, when it has one: shown as a reference only,
     #: never one of ``outcomes`` and never counted in the verdict
     reference: MethodOutcome | None = None
+    #: the out-of-domain check (:meth:`decodemo.service.Service.domain_checks`) of the model set
+    #: used: ``domain``, ``distance``, ``threshold``, ``in_domain``, ``ratio``, ``chosen``
+    #: ("auto" or "given") and every ``candidates`` entry; ``None`` where the set has no reference
+    domain_check: dict[str, Any] | None = None
+
+    @property
+    def in_domain(self) -> bool | None:
+        """Whether the input is like the model set's training data (``None``: not checked)."""
+        return None if self.domain_check is None else bool(self.domain_check["in_domain"])
 
     @property
     def size(self) -> tuple[int, int]:

@@ -1,0 +1,123 @@
+"""The out-of-domain check: a reference fitted on one synthetic domain keeps that domain's new
+normals in domain and flags inputs of another; the shipped references flag the other kind of
+input; the service picks the closest set on Auto and returns the flag through the API's JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decodemo.data.synthetic import write_synthetic_layout
+from decodemo.inference import load_input
+from decodemo.ood import DomainReference, features_of_paths, fit_reference
+from decodemo.ood.reference import MARGIN, ledoit_wolf
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def _files(root: Path, split: str, kind: str = "good") -> list[Path]:
+    return sorted((root / split / kind).iterdir())
+
+
+@pytest.fixture(scope="module")
+def two_domains(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ood")
+    tex = write_synthetic_layout(root / "tex", modality="image", n_train=24, n_test_good=6, n_test_per_kind=1,
+                                 size=96, seed=3)
+    # another domain: smooth colour gradients, nothing like the textures
+    other = root / "gradients"
+    other.mkdir()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        t = np.linspace(0, 1, 96)[None, :, None]
+        img = (a * (1 - t) + b * t).repeat(96, axis=0).astype(np.uint8)
+        Image.fromarray(img).save(other / f"{i}.png")
+    return tex, sorted(other.iterdir())
+
+
+def test_new_normals_are_in_domain_and_another_domain_is_not(two_domains):
+    tex, gradients = two_domains
+    ref = fit_reference(features_of_paths(_files(tex, "train"), "image"), domain="tex", modality="image")
+    assert len(ref.normal_distances) == 24 and ref.threshold == pytest.approx(MARGIN * max(ref.normal_distances))
+    new_normals = features_of_paths(_files(tex, "test"), "image")
+    assert all(ref.check(f).in_domain for f in new_normals)
+    far = [ref.check(f) for f in features_of_paths(gradients, "image")]
+    assert not any(c.in_domain for c in far) and min(c.ratio for c in far) > 1.0
+
+
+def test_reference_round_trips_through_its_folder(two_domains, tmp_path):
+    tex, gradients = two_domains
+    feats = features_of_paths(_files(tex, "train"), "image")
+    ref = fit_reference(feats, domain="tex", modality="image")
+    loaded = DomainReference.load(ref.save(tmp_path / "tex" / "domain"))
+    assert sorted(p.name for p in (tmp_path / "tex" / "domain").iterdir()) == ["config.json", "model.safetensors"]
+    probe = features_of_paths(gradients[:1], "image")[0]
+    assert loaded.check(probe).distance == pytest.approx(ref.check(probe).distance, rel=1e-4)
+    assert loaded.threshold == ref.threshold and loaded.n_inputs == 24
+
+
+def test_ledoit_wolf_matches_scikit_learn():
+    from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 30)) @ rng.normal(size=(30, 30))  # correlated features, few samples
+    z = x - x.mean(0)
+    cov, shrink = ledoit_wolf(z)
+    sk_cov, sk_shrink = sk_ledoit_wolf(z, assume_centered=True)
+    assert shrink == pytest.approx(sk_shrink, rel=1e-6) and np.allclose(cov, sk_cov, rtol=1e-6, atol=1e-9)
+
+
+def test_a_reference_needs_enough_normals():
+    from decodemo.errors import ModelError
+
+    with pytest.raises(ModelError, match="at least 5"):
+        fit_reference(np.zeros((3, 472)), domain="x", modality="image")
+
+
+def test_shipped_references_flag_the_other_synthetic_domain(tmp_path):
+    """The bundled texture reference keeps fresh textures in domain; bottle's flags them."""
+    tex = write_synthetic_layout(tmp_path / "tex", modality="image", n_train=1, n_test_good=4, n_test_per_kind=1,
+                                 size=256, seed=1)
+    texture = DomainReference.load(CHECKPOINTS / "texture" / "domain")
+    bottle = DomainReference.load(CHECKPOINTS / "bottle" / "domain")
+    for f in features_of_paths(_files(tex, "test"), "image"):
+        assert texture.check(f).in_domain
+        assert not bottle.check(f).in_domain
+
+
+def test_service_picks_the_closest_set_and_reports_the_flag(tmp_path):
+    from decodemo.service import Service
+
+    tex = write_synthetic_layout(tmp_path / "tex", modality="image", n_train=1, n_test_good=1, n_test_per_kind=1,
+                                 size=256, seed=2)
+    service = Service()
+    path = _files(tex, "test")[0]
+    checks = service.domain_checks(load_input(path), service.domains("image"))
+    assert checks[0].domain == "texture" and checks[0].in_domain
+    assert {c.domain for c in checks} >= {"bottle", "screw", "ball_screw", "fabric", "elpv", "texture"}
+    comp = service.compare(path)  # Auto
+    assert comp.domain == "texture" and comp.in_domain is True
+    res = comp.to_json()
+    assert res["in_domain"] is True and res["domain_check"]["chosen"] == "auto"
+    assert res["domain_check"]["candidates"][0]["domain"] == "texture"
+    given = service.compare(path, domain="bottle")
+    assert given.in_domain is False and given.to_json()["domain_check"]["chosen"] == "given"
+
+
+def test_the_page_says_out_of_domain_instead_of_a_verdict(tmp_path):
+    from decodemo.app.compare import _summary_md
+    from decodemo.service import Service
+
+    tex = write_synthetic_layout(tmp_path / "tex", modality="image", n_train=1, n_test_good=1, n_test_per_kind=1,
+                                 size=256, seed=4)
+    service = Service()
+    path = _files(tex, "test")[0]
+    far = _summary_md(service.compare(path, domain="bottle"))
+    assert "OUT OF DOMAIN for" in far and "results are not meaningful" in far and "## Verdict" not in far
+    near = _summary_md(service.compare(path))
+    assert "## Verdict" in near and "OUT OF DOMAIN" not in near and "chosen automatically" in near
