@@ -222,7 +222,9 @@ def test_threshold_and_training_record_come_from_heldout_normals(textures):
     _, val_idx = split_normal(16, 0.25, 5)
     held = torch.stack([image_tensor(layout.train[i].path, 128) for i in val_idx])
     scores = model.detect(held).scores.numpy()
-    assert scores.min() > 0 and cfg["threshold"] == pytest.approx(np.quantile(scores.astype(np.float64), 0.99))
+    # float32 scores of a batch of 4 here against the training's own batching: equal to ~1e-6
+    assert scores.min() > 0 and cfg["threshold"] == pytest.approx(np.quantile(scores.astype(np.float64), 0.99),
+                                                                  rel=1e-5)
 
 
 def test_audio_layout_gets_mel_settings_and_a_threshold(tmp_path):
