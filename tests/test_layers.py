@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"errors"},
     "io": {"errors"},
     "features": {"errors"},
-    "ood": {"errors", "features", "inference", "io"},
+    "ood": {"errors", "features", "data", "inference", "io"},
     "data": {"errors", "io", "ops"},
     "methods": {"errors", "ops", "features"},
     "inference": {"errors", "io"},

@@ -55,17 +55,17 @@ def measure(data: dict[str, Path], *, limit: dict[str, int] | None = None, servi
         wanted = {keys[d] for d in data if refs[d].modality == modality}
         mels = {keys[d]: refs[d].mel for d in data if refs[d].modality == modality}
         for key in wanted:
-            feats[(name, key)] = np.stack([loaded_features(load_input(p, mel=mels[key]), mels[key])
-                                           for _, p in items])
+            described = [loaded_features(load_input(p, mel=mels[key]), mels[key]) for _, p in items]
+            feats[(name, key)] = {pool: np.stack([f[pool] for f in described]) for pool in described[0]}
         log(f"{name}: {len(items)} test inputs described ({time.perf_counter() - t0:.0f} s)")
     out = {}
     for d, ref in refs.items():
-        own = feats[(d, keys[d])]
+        own = feats[(d, keys[d])][ref.pooling]
         kinds = np.array([k for k, _ in inputs[d]])
         flag = ref.stats.distance(own) > ref.threshold
-        others = [feats[(o, keys[d])] for o in data if o != d and refs[o].modality == ref.modality]
+        others = [feats[(o, keys[d])][ref.pooling] for o in data if o != d and refs[o].modality == ref.modality]
         oflag = np.concatenate([ref.stats.distance(x) > ref.threshold for x in others]) if others else np.array([])
-        out[d] = {"modality": ref.modality, "threshold": ref.threshold,
+        out[d] = {"modality": ref.modality, "threshold": ref.threshold, "pooling": ref.pooling,
                   "own_normal": float(flag[kinds == "good"].mean()) if (kinds == "good").any() else None,
                   "n_own_normal": int((kinds == "good").sum()),
                   "own_anomalous": float(flag[kinds == "bad"].mean()) if (kinds == "bad").any() else None,
@@ -76,10 +76,10 @@ def measure(data: dict[str, Path], *, limit: dict[str, int] | None = None, servi
 
 def markdown(res: dict) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    rows = ["| model set | input | own test normals flagged | own test anomalies flagged | other sets' inputs flagged |",
-            "|---|---|---|---|---|"]
+    rows = ["| model set | input | pooling | own test normals flagged | own test anomalies flagged | "
+            "other sets' inputs flagged |", "|---|---|---|---|---|---|"]
     for d, r in res.items():
-        rows.append(f"| {d} | {r['modality']} | {pct(r['own_normal'])} of {r['n_own_normal']} | "
+        rows.append(f"| {d} | {r['modality']} | {r['pooling']} | {pct(r['own_normal'])} of {r['n_own_normal']} | "
                     f"{pct(r['own_anomalous'])} of {r['n_own_anomalous']} | {pct(r['others'])} of {r['n_others']} |")
     return "\n".join(rows)
 

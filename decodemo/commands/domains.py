@@ -42,17 +42,20 @@ def _mel_of(entries: dict, domain: str) -> dict | None:
 
 def write_domain_reference(domain: str, layout, root: Path, *, mel: dict | None, log=print) -> Path:
     """Fit ``domain``'s in-domain reference on every file of ``layout``'s train/good -> ``root/domain/domain``."""
-    from decodemo.ood import REFERENCE_FOLDER, features_of_paths, fit_reference
+    from decodemo.ood import REFERENCE_FOLDER, describe_paths, fit_reference
 
     t0 = time.perf_counter()
     files = [s.path for s in layout.train]
-    feats = features_of_paths(files, layout.modality, mel, desc=f"{domain}: in-domain features")
-    ref = fit_reference(feats, domain=domain, modality=layout.modality, mel=mel,
-                        training_data=f"all {len(files)} files of {layout.root.name}/train/good")
+    normals, anomalies, sources = describe_paths(files, layout.modality, mel, desc=f"{domain}: in-domain features")
+    ref = fit_reference(normals, anomalies, sources, domain=domain, modality=layout.modality, mel=mel,
+                        training_data=f"all {len(files)} files of {layout.root.name}/train/good and "
+                                      f"{len(sources)} synthetic anomalies made from them")
     out = ref.save(root / domain / REFERENCE_FOLDER)
-    log(f"{domain}: in-domain reference of {len(files)} normal inputs, out-of-domain threshold "
-        f"{ref.threshold:.3f} (largest out-of-fold normal distance {max(ref.normal_distances):.3f}) in "
-        f"{time.perf_counter() - t0:.0f} s -> {out}")
+    picked = ref.extra["selection"][ref.pooling]
+    log(f"{domain}: in-domain reference of {len(files)} normal inputs, {ref.pooling} pooling, out-of-domain "
+        f"threshold {ref.threshold:.3f} ({ref.threshold / max(ref.normal_distances):.2f} x the largest out-of-fold "
+        f"normal distance; {picked['synthetic_anomalies_in_domain']:.0%} of {picked['n_synthetic_anomalies']} "
+        f"synthetic anomalies in domain) in {time.perf_counter() - t0:.0f} s -> {out}")
     return out
 
 

@@ -2,18 +2,25 @@
 
 Every model set (domain) keeps one. An input is described by pooled frozen features:
 EfficientNet-Lite0 blocks 4, 10 and 15 (strides 8, 16 and 32; 40 + 112 + 320 = 472 channels),
-the median of each channel over positions, on the image resized to 224 x 224, or, for a sound, on each of its
+pooled over positions, on the image resized to 224 x 224, or, for a sound, on each of its
 spectrogram windows (the domain's own mel settings, each window drawn as a 224 x 224 image as the
 audio models see it) averaged over the windows. The reference holds the mean and a Ledoit-Wolf
 shrunk covariance of the standardised features of the domain's normal training inputs; the
 distance of an input is the Mahalanobis distance per feature, ``sqrt(z' P z / d)``.
 
-Its threshold comes from normal data only: the training normals are split into ``FOLDS``
-seeded folds, each fold's distances are measured under the statistics of the other folds, and
-the threshold is ``MARGIN`` (2) times the largest of these out-of-fold distances: an input is out
-of domain when it lies twice as far from the training normals as the farthest of them did when
-held out of the fit. The margin keeps inputs with a real defect (farther than any normal, but
-still of the domain) mostly in domain. The final statistics use every normal.
+Everything is chosen on the training normals and synthetic anomalies made from them
+(:mod:`decodemo.data.anomalies`), never on test data or on other domains:
+
+- the training normals are split into ``FOLDS`` seeded folds; each normal's distance, and the
+  distance of each synthetic anomaly made from it, is measured under the statistics of the other
+  folds (out of fold);
+- the **threshold** is the larger of the largest out-of-fold normal distance and the
+  ``ANOMALY_QUANTILE`` (0.95) quantile of the out-of-fold synthetic-anomaly distances: a new
+  normal, or an input of the domain with a local defect, stays in domain;
+- the **pooling** (channel mean or median over positions) is the one whose threshold is the
+  smaller multiple of its median normal distance: the tighter envelope around the domain.
+
+The final statistics use every normal.
 """
 
 from __future__ import annotations
@@ -27,17 +34,21 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from decodemo.errors import InputError, ModelError
+from decodemo.errors import ModelError
 
-__all__ = ["DomainReference", "DomainCheck", "FEATURE_BLOCKS", "IMAGE_SIZE", "FOLDS", "MARGIN", "image_features",
-           "clip_features", "loaded_features", "fit_reference", "ledoit_wolf", "REFERENCE_FOLDER"]
+__all__ = ["DomainReference", "DomainCheck", "FEATURE_BLOCKS", "IMAGE_SIZE", "FOLDS", "ANOMALY_QUANTILE", "POOLINGS",
+           "describe", "describe_paths", "features_of_paths", "loaded_views", "loaded_features", "fit_reference",
+           "ledoit_wolf", "REFERENCE_FOLDER"]
 
 #: Lite0 blocks pooled into the description of an input (strides 8, 16 and 32).
 FEATURE_BLOCKS = (4, 10, 15)
 IMAGE_SIZE = 224
 FOLDS = 5
-#: The threshold is this many times the largest out-of-fold distance of a training normal.
-MARGIN = 2.0
+#: Synthetic anomalies of the domain below this quantile of their distances stay in domain.
+ANOMALY_QUANTILE = 0.95
+POOLINGS = ("mean", "median")
+#: At most this many training normals are corrupted into synthetic anomalies (a seeded pick).
+MAX_SYNTHETIC_SOURCES = 60
 #: Where a domain's reference lives in a registry root: ``<root>/<domain>/domain``.
 REFERENCE_FOLDER = "domain"
 _FORMAT = "decodemo-domain-reference"
@@ -57,42 +68,51 @@ def _features_net():
 
 
 @torch.inference_mode()
-def _pooled(batch: torch.Tensor, chunk: int = 16) -> np.ndarray:
-    """``(B, 3, S, S)`` -> ``(B, 472)``: each block's channel medians over positions (a median, so
-    that a local defect moves the description of an input less than a change of the whole scene)."""
+def _pooled(batch: torch.Tensor, chunk: int = 16) -> dict[str, np.ndarray]:
+    """``(B, 3, S, S)`` -> ``{pooling: (B, 472)}``: each block's channels pooled over positions,
+    by their mean and by their median (a median moves less with a local defect)."""
     net = _features_net()
-    out = []
+    out: dict[str, list] = {p: [] for p in POOLINGS}
     for i in range(0, batch.shape[0], chunk):
-        maps = net(batch[i : i + chunk].float())
-        out.append(torch.cat([m.flatten(2).median(dim=2).values for m in maps], dim=1))
-    return torch.cat(out).double().numpy()
+        maps = [m.flatten(2) for m in net(batch[i : i + chunk].float())]
+        out["mean"].append(torch.cat([m.mean(dim=2) for m in maps], dim=1))
+        out["median"].append(torch.cat([m.median(dim=2).values for m in maps], dim=1))
+    return {p: torch.cat(v).double().numpy() for p, v in out.items()}
 
 
-def image_features(images: Sequence[Any]) -> np.ndarray:
-    """PIL images -> ``(N, 472)`` pooled features (each resized to 224 x 224)."""
+def image_tensor(img) -> torch.Tensor:
+    """A PIL image -> ``(1, 3, 224, 224)``, what the reference describes."""
     from decodemo.io.images import image_to_array
 
-    arrs = [image_to_array(img, IMAGE_SIZE).transpose(2, 0, 1) for img in images]
-    return _pooled(torch.from_numpy(np.ascontiguousarray(np.stack(arrs))))
+    return torch.from_numpy(np.ascontiguousarray(image_to_array(img, IMAGE_SIZE).transpose(2, 0, 1)))[None]
 
 
-def clip_features(spectrogram: np.ndarray, mel) -> np.ndarray:
-    """A clip's ``(n_mels, frames)`` spectrogram -> ``(472,)``: its windows' features averaged."""
+def clip_windows(spectrogram: np.ndarray, mel) -> torch.Tensor:
+    """A clip's spectrogram -> its windows ``(W, 3, 224, 224)``, what the reference describes."""
     from decodemo.inference.inputs import spectrogram_windows
 
-    windows, _ = spectrogram_windows(spectrogram, mel, IMAGE_SIZE)
-    return _pooled(windows).mean(axis=0)
+    return spectrogram_windows(spectrogram, mel, IMAGE_SIZE)[0]
 
 
-def loaded_features(loaded, mel=None) -> np.ndarray:
-    """An upload (:func:`decodemo.inference.load_input`) -> ``(472,)`` (audio under ``mel``)."""
+def describe(views: torch.Tensor) -> dict[str, np.ndarray]:
+    """One input's views (an image's one, a clip's windows) -> ``{pooling: (472,)}``."""
+    return {p: v.mean(axis=0) for p, v in _pooled(views).items()}
+
+
+def loaded_views(loaded, mel=None) -> torch.Tensor:
+    """An upload (:func:`decodemo.inference.load_input`) -> its views (audio under ``mel``)."""
     if loaded.modality == "image":
-        return image_features([loaded.image])[0]
+        return image_tensor(loaded.image)
     from decodemo.io.spectrogram import MelConfig
 
     mel = mel if isinstance(mel, MelConfig) or mel is None else MelConfig.from_dict(mel)
-    _, spec = loaded.for_mel(mel) if mel is not None else (None, loaded.spectrogram)
-    return clip_features(spec, mel or loaded.mel)
+    spec = loaded.for_mel(mel)[1] if mel is not None else loaded.spectrogram
+    return clip_windows(spec, mel or loaded.mel)
+
+
+def loaded_features(loaded, mel=None) -> dict[str, np.ndarray]:
+    """An upload -> ``{pooling: (472,)}``."""
+    return describe(loaded_views(loaded, mel))
 
 
 def ledoit_wolf(z: np.ndarray) -> tuple[np.ndarray, float]:
@@ -158,23 +178,27 @@ class DomainReference:
     threshold: float
     normal_distances: list[float]  # out-of-fold distances of the training normals
     n_inputs: int
+    pooling: str = "median"
     mel: dict | None = None
     training_data: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def check(self, features: np.ndarray) -> DomainCheck:
-        return DomainCheck(self.domain, float(self.stats.distance(features)[0]), self.threshold)
-
-    def check_loaded(self, loaded) -> DomainCheck:
-        if loaded.modality != self.modality:
-            raise InputError(f"The {self.domain} reference describes {self.modality} inputs, not {loaded.modality}.")
-        return self.check(loaded_features(loaded, self.mel))
+    def check(self, features: np.ndarray | dict[str, np.ndarray]) -> DomainCheck:
+        """``features``: ``(472,)`` under this reference's pooling, or ``{pooling: (472,)}``."""
+        f = features[self.pooling] if isinstance(features, dict) else features
+        return DomainCheck(self.domain, float(self.stats.distance(f)[0]), self.threshold)
 
     # ---------------------------------------------------------------- files
+    _KNOWN = ("format", "domain", "modality", "backbone", "blocks", "image_size", "folds", "threshold", "pooling",
+              "threshold_rule", "normal_distances", "n_inputs", "shrinkage", "mel", "training_data")
+
     def config(self) -> dict[str, Any]:
         return {"format": _FORMAT, "domain": self.domain, "modality": self.modality, "backbone": "efficientnet-lite0",
-                "blocks": list(FEATURE_BLOCKS), "image_size": IMAGE_SIZE, "folds": FOLDS,
-                "threshold": self.threshold, "threshold_rule": f"{MARGIN:g} x the largest out-of-fold distance of the training normals",
+                "blocks": list(FEATURE_BLOCKS), "image_size": IMAGE_SIZE, "folds": FOLDS, "pooling": self.pooling,
+                "threshold": self.threshold,
+                "threshold_rule": (f"the larger of the largest out-of-fold distance of the training normals and the "
+                                   f"{ANOMALY_QUANTILE:g} quantile of the out-of-fold distances of synthetic anomalies "
+                                   "made from them; no test data"),
                 "normal_distances": [round(v, 5) for v in self.normal_distances], "n_inputs": self.n_inputs,
                 "shrinkage": self.stats.shrinkage, "mel": self.mel, "training_data": self.training_data, **self.extra}
 
@@ -198,43 +222,109 @@ class DomainReference:
             arrays = load_file(str(folder / "model.safetensors"))
         except (OSError, ValueError) as exc:
             raise ModelError(f"The in-domain reference in {folder} could not be read: {exc}") from exc
-        if cfg.get("format") != _FORMAT or tuple(cfg.get("blocks", ())) != FEATURE_BLOCKS:
+        if (cfg.get("format") != _FORMAT or tuple(cfg.get("blocks", ())) != FEATURE_BLOCKS
+                or cfg.get("pooling") not in POOLINGS):
             raise ModelError(f"{folder} is not an in-domain reference of this version.")
         stats = _Stats(arrays["mean"].astype(np.float64), arrays["std"].astype(np.float64),
                        arrays["precision"].astype(np.float64), float(cfg.get("shrinkage", 0.0)))
-        known = {"format", "domain", "modality", "backbone", "blocks", "image_size", "folds", "threshold",
-                 "threshold_rule", "normal_distances", "n_inputs", "shrinkage", "mel", "training_data"}
         return cls(domain=cfg["domain"], modality=cfg["modality"], stats=stats, threshold=float(cfg["threshold"]),
                    normal_distances=list(cfg.get("normal_distances", [])), n_inputs=int(cfg.get("n_inputs", 0)),
-                   mel=cfg.get("mel"), training_data=cfg.get("training_data", ""),
-                   extra={k: v for k, v in cfg.items() if k not in known})
+                   pooling=cfg["pooling"], mel=cfg.get("mel"), training_data=cfg.get("training_data", ""),
+                   extra={k: v for k, v in cfg.items() if k not in cls._KNOWN})
 
 
-def fit_reference(features: np.ndarray, *, domain: str, modality: str, mel: dict | None = None,
-                  training_data: str = "", seed: int = 0) -> DomainReference:
-    """Statistics and threshold (see the module doc) from ``(n, 472)`` features of normal inputs."""
-    x = np.asarray(features, dtype=np.float64)
+def _out_of_fold(x: np.ndarray, anomalies: np.ndarray, sources: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold distances of the normals ``x`` and of ``anomalies`` (each measured without the
+    fold of the normal it was made from, ``sources``)."""
     n = x.shape[0]
+    order = np.random.default_rng(seed).permutation(n)
+    fold = np.empty(n, dtype=np.int64)
+    for k in range(FOLDS):
+        fold[order[k::FOLDS]] = k
+    oof, aoof = np.empty(n), np.empty(len(anomalies))
+    for k in range(FOLDS):
+        stats = _Stats.fit(x[fold != k])
+        oof[fold == k] = stats.distance(x[fold == k])
+        mine = fold[sources] == k
+        if mine.any():
+            aoof[mine] = stats.distance(anomalies[mine])
+    return oof, aoof
+
+
+def fit_reference(normals: dict[str, np.ndarray], anomalies: dict[str, np.ndarray] | None = None,
+                  sources: np.ndarray | None = None, *, domain: str, modality: str, mel: dict | None = None,
+                  training_data: str = "", seed: int = 0) -> DomainReference:
+    """The reference (see the module doc) from ``{pooling: (n, 472)}`` features of the normal
+    training inputs and of synthetic anomalies made from them (``sources``: the normal each was
+    made from). Without anomalies the threshold is the largest out-of-fold normal distance."""
+    n = len(next(iter(normals.values())))
     if n < FOLDS:
         raise ModelError(f"An in-domain reference needs at least {FOLDS} normal inputs, got {n}.")
-    order = np.random.default_rng(seed).permutation(n)
-    oof = np.empty(n)
-    for k in range(FOLDS):
-        held = order[k::FOLDS]
-        fit = np.setdiff1d(order, held)
-        oof[held] = _Stats.fit(x[fit]).distance(x[held])
-    return DomainReference(domain=domain, modality=modality, stats=_Stats.fit(x), threshold=float(MARGIN * oof.max()),
-                           normal_distances=[float(v) for v in oof], n_inputs=n, mel=mel, training_data=training_data)
+    sources = np.zeros(0, dtype=np.int64) if sources is None else np.asarray(sources, dtype=np.int64)
+    candidates = {}
+    for pooling in POOLINGS:
+        x = np.asarray(normals[pooling], dtype=np.float64)
+        a = np.asarray(anomalies[pooling], dtype=np.float64) if anomalies else np.zeros((0, x.shape[1]))
+        oof, aoof = _out_of_fold(x, a, sources, seed)
+        # "higher": at least ANOMALY_QUANTILE of the synthetic anomalies lie at or below the threshold
+        q = float(np.quantile(aoof, ANOMALY_QUANTILE, method="higher")) if len(aoof) else 0.0
+        threshold = max(float(oof.max()), q)
+        candidates[pooling] = {"threshold": threshold, "tightness": threshold / float(np.median(oof)),
+                               "normal_distances": oof, "n_anomalies": int(len(aoof)),
+                               "anomalies_in_domain": float((aoof <= threshold).mean()) if len(aoof) else None}
+    pooling = min(POOLINGS, key=lambda p: candidates[p]["tightness"])  # ties: the mean, listed first
+    chosen = candidates[pooling]
+    selection = {p: {"threshold": round(c["threshold"], 4), "threshold_over_median_normal": round(c["tightness"], 4),
+                     "synthetic_anomalies_in_domain": c["anomalies_in_domain"], "n_synthetic_anomalies": c["n_anomalies"]}
+                 for p, c in candidates.items()}
+    return DomainReference(domain=domain, modality=modality, stats=_Stats.fit(np.asarray(normals[pooling], np.float64)),
+                           threshold=chosen["threshold"], normal_distances=[float(v) for v in chosen["normal_distances"]],
+                           n_inputs=n, pooling=pooling, mel=mel, training_data=training_data,
+                           extra={"selection": selection,
+                                  "selection_rule": "the pooling whose threshold is the smaller multiple of its median "
+                                                    "out-of-fold normal distance"})
 
 
-def features_of_paths(paths: Iterable[str | Path], modality: str, mel: dict | None = None,
-                      desc: str = "in-domain features") -> np.ndarray:
-    """Files -> ``(n, 472)`` features, with a progress bar."""
+def _synthetic_views(views: torch.Tensor, modality: str, seed: int) -> list[torch.Tensor]:
+    """One input's views -> the same input with each synthetic anomaly kind (every view corrupted)."""
+    from decodemo.data.anomalies import AUDIO_KINDS, IMAGE_KINDS, make_validation_set
+
+    kinds = IMAGE_KINDS if modality == "image" else AUDIO_KINDS
+    w = len(views)
+    synth = make_validation_set(views, modality=modality, seed=seed, per_kind=w).images[w:]
+    return [synth[i * w : (i + 1) * w] for i in range(len(kinds))]
+
+
+def describe_paths(paths: Iterable[str | Path], modality: str, mel: dict | None = None, *, seed: int = 0,
+                   synthetic: bool = True, desc: str = "in-domain features"):
+    """Files -> ``(normals, anomalies, sources)``: ``{pooling: (n, 472)}`` of the files and, with
+    ``synthetic``, of synthetic anomalies made from a seeded pick of at most
+    ``MAX_SYNTHETIC_SOURCES`` of them (every kind once), with the index of the file each came from."""
     from tqdm.auto import tqdm
 
     from decodemo.inference import load_input
 
-    out = []
-    for p in tqdm(list(paths), desc=desc, leave=False, dynamic_ncols=True):
-        out.append(loaded_features(load_input(p, mel=mel), mel))
-    return np.stack(out)
+    paths = list(paths)
+    picked = set(np.random.default_rng(seed).permutation(len(paths))[:MAX_SYNTHETIC_SOURCES].tolist()) if synthetic \
+        else set()
+    normals: dict[str, list] = {p: [] for p in POOLINGS}
+    anomalies: dict[str, list] = {p: [] for p in POOLINGS}
+    sources = []
+    for i, path in enumerate(tqdm(paths, desc=desc, leave=False, dynamic_ncols=True)):
+        views = loaded_views(load_input(path, mel=mel), mel)
+        for p, v in describe(views).items():
+            normals[p].append(v)
+        if i in picked:
+            for corrupted in _synthetic_views(views, modality, seed + i):
+                for p, v in describe(corrupted).items():
+                    anomalies[p].append(v)
+                sources.append(i)
+    stacked = {p: np.stack(v) for p, v in normals.items()}
+    synth = {p: np.stack(v) for p, v in anomalies.items()} if sources else None
+    return stacked, synth, np.asarray(sources, dtype=np.int64)
+
+
+def features_of_paths(paths: Iterable[str | Path], modality: str, mel: dict | None = None,
+                      desc: str = "in-domain features") -> dict[str, np.ndarray]:
+    """Files -> ``{pooling: (n, 472)}`` features, with a progress bar."""
+    return describe_paths(paths, modality, mel, synthetic=False, desc=desc)[0]

@@ -189,7 +189,7 @@ class Service:
 
         from decodemo.ood import loaded_features
 
-        feats: dict[str, np.ndarray] = {}
+        feats: dict[str, dict[str, np.ndarray]] = {}  # front end -> {pooling: features}
         out = []
         for d in domains:
             ref = self.domain_reference(d)

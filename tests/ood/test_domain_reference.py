@@ -11,8 +11,8 @@ import pytest
 
 from decodemo.data.synthetic import write_synthetic_layout
 from decodemo.inference import load_input
-from decodemo.ood import DomainReference, features_of_paths, fit_reference
-from decodemo.ood.reference import MARGIN, ledoit_wolf
+from decodemo.ood import DomainReference, describe_paths, features_of_paths, fit_reference
+from decodemo.ood.reference import ANOMALY_QUANTILE, POOLINGS, ledoit_wolf
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -40,25 +40,46 @@ def two_domains(tmp_path_factory):
     return tex, sorted(other.iterdir())
 
 
-def test_new_normals_are_in_domain_and_another_domain_is_not(two_domains):
+def _rows(feats: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    return [{p: feats[p][i] for p in feats} for i in range(len(next(iter(feats.values()))))]
+
+
+@pytest.fixture(scope="module")
+def tex_reference(two_domains):
+    tex, _ = two_domains
+    normals, anomalies, sources = describe_paths(_files(tex, "train"), "image")
+    return fit_reference(normals, anomalies, sources, domain="tex", modality="image"), (normals, anomalies, sources)
+
+
+def test_threshold_and_pooling_come_from_normals_and_synthetic_anomalies(tex_reference):
+    ref, (normals, anomalies, sources) = tex_reference
+    assert len(ref.normal_distances) == 24 and ref.pooling in POOLINGS
+    assert len(sources) == 24 * 6 and set(sources) == set(range(24))  # every kind of every normal (<= 60 normals)
+    sel = ref.extra["selection"]
+    # the chosen pooling is the tighter envelope; its threshold keeps 95% of the synthetic anomalies in domain
+    assert ref.pooling == min(POOLINGS, key=lambda p: sel[p]["threshold_over_median_normal"])
+    assert sel[ref.pooling]["synthetic_anomalies_in_domain"] >= ANOMALY_QUANTILE
+    assert ref.threshold >= max(ref.normal_distances) and ref.threshold == pytest.approx(sel[ref.pooling]["threshold"],
+                                                                                         abs=1e-4)
+
+
+def test_new_normals_are_in_domain_and_another_domain_is_not(two_domains, tex_reference):
     tex, gradients = two_domains
-    ref = fit_reference(features_of_paths(_files(tex, "train"), "image"), domain="tex", modality="image")
-    assert len(ref.normal_distances) == 24 and ref.threshold == pytest.approx(MARGIN * max(ref.normal_distances))
-    new_normals = features_of_paths(_files(tex, "test"), "image")
-    assert all(ref.check(f).in_domain for f in new_normals)
-    far = [ref.check(f) for f in features_of_paths(gradients, "image")]
+    ref, _ = tex_reference
+    assert all(ref.check(f).in_domain for f in _rows(features_of_paths(_files(tex, "test"), "image")))
+    far = [ref.check(f) for f in _rows(features_of_paths(gradients, "image"))]
     assert not any(c.in_domain for c in far) and min(c.ratio for c in far) > 1.0
 
 
-def test_reference_round_trips_through_its_folder(two_domains, tmp_path):
-    tex, gradients = two_domains
-    feats = features_of_paths(_files(tex, "train"), "image")
-    ref = fit_reference(feats, domain="tex", modality="image")
+def test_reference_round_trips_through_its_folder(two_domains, tex_reference, tmp_path):
+    _, gradients = two_domains
+    ref, _ = tex_reference
     loaded = DomainReference.load(ref.save(tmp_path / "tex" / "domain"))
     assert sorted(p.name for p in (tmp_path / "tex" / "domain").iterdir()) == ["config.json", "model.safetensors"]
-    probe = features_of_paths(gradients[:1], "image")[0]
+    probe = _rows(features_of_paths(gradients[:1], "image"))[0]
     assert loaded.check(probe).distance == pytest.approx(ref.check(probe).distance, rel=1e-4)
-    assert loaded.threshold == ref.threshold and loaded.n_inputs == 24
+    assert loaded.threshold == ref.threshold and loaded.n_inputs == 24 and loaded.pooling == ref.pooling
+    assert loaded.extra["selection"] == ref.extra["selection"]
 
 
 def test_ledoit_wolf_matches_scikit_learn():
@@ -76,7 +97,7 @@ def test_a_reference_needs_enough_normals():
     from decodemo.errors import ModelError
 
     with pytest.raises(ModelError, match="at least 5"):
-        fit_reference(np.zeros((3, 472)), domain="x", modality="image")
+        fit_reference({p: np.zeros((3, 472)) for p in POOLINGS}, domain="x", modality="image")
 
 
 def test_shipped_references_flag_the_other_synthetic_domain(tmp_path):
@@ -85,7 +106,7 @@ def test_shipped_references_flag_the_other_synthetic_domain(tmp_path):
                                  size=256, seed=1)
     texture = DomainReference.load(CHECKPOINTS / "texture" / "domain")
     bottle = DomainReference.load(CHECKPOINTS / "bottle" / "domain")
-    for f in features_of_paths(_files(tex, "test"), "image"):
+    for f in _rows(features_of_paths(_files(tex, "test"), "image")):
         assert texture.check(f).in_domain
         assert not bottle.check(f).in_domain
 
