@@ -67,6 +67,11 @@ def _features_net():
         return _extractor
 
 
+def warm_up() -> None:
+    """Build the feature extractor now (it is otherwise built on the first check)."""
+    _features_net()
+
+
 @torch.inference_mode()
 def _pooled(batch: torch.Tensor, chunk: int = 16) -> dict[str, np.ndarray]:
     """``(B, 3, S, S)`` -> ``{pooling: (B, 472)}``: each block's channels pooled over positions,

@@ -202,7 +202,10 @@ class Service:
         return sorted(out, key=lambda c: c.ratio)
 
     def warm_up(self, domains: list[str] | None = None, progress: Progress | None = None) -> float:
-        """Load the models of ``domains`` (default: all) now; returns the seconds it took."""
+        """Load the models and in-domain references of ``domains`` (default: all) now; returns the
+        seconds it took."""
+        from decodemo.ood.reference import warm_up as warm_up_features
+
         t0 = time.perf_counter()
         doms = domains or self.domains()
         names = [n for d in doms for n in self.models_for(d).values()]
@@ -211,6 +214,8 @@ class Service:
             if progress:
                 progress(i / max(1, len(names)), f"loading {n}")
             self.registry.get(n)
+        if any(self.domain_reference(d) is not None for d in doms):
+            warm_up_features()  # the check's feature extractor, built before the first upload
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ compare
