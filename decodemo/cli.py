@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from decodemo.commands import domains, models, registry, train
+from decodemo.commands import domains, export, models, registry, train
 from decodemo.errors import DecodemoError
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_GROUPS = (train, domains, models, registry)  # in this order: it is the order of --help
+COMMAND_GROUPS = (train, domains, export, models, registry)  # in this order: it is the order of --help
 
 
 def build_parser() -> argparse.ArgumentParser:

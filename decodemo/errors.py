@@ -20,6 +20,9 @@ __all__ = [
     "SilentAudioError",
     "NonFiniteAudioError",
     "DatasetError",
+    "ExportError",
+    "NothingToExportError",
+    "OutputNotEmptyError",
     "ModelError",
     "UnsafeWeightsError",
 ]
@@ -71,6 +74,18 @@ class NonFiniteAudioError(InputError):
 
 class DatasetError(DecodemoError):
     """A dataset folder does not follow the expected layout."""
+
+
+class ExportError(DecodemoError):
+    """Reviewed items cannot be exported as a dataset as asked."""
+
+
+class NothingToExportError(ExportError):
+    """The model set has no items in the review store, or none with a normal or anomalous verdict."""
+
+
+class OutputNotEmptyError(ExportError):
+    """The export's output folder already holds files (``--force`` writes over an earlier export)."""
 
 
 class ModelError(DecodemoError):

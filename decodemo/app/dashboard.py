@@ -1,5 +1,5 @@
-"""The Dashboard tab's handlers: what the reviews say about the detectors, threshold changes
-and the export.
+"""The Dashboard tab's handlers: what the reviews say about the detectors, threshold changes,
+the export, and the reviewed items of a model set as a dataset for ``fit``.
 
 Thresholds belong to the service: the dashboard reads them (:meth:`Service.thresholds`) and
 changes one only through :meth:`Service.apply_threshold`, which keeps the change in the store.
@@ -7,6 +7,7 @@ changes one only through :meth:`Service.apply_threshold`, which keeps the change
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,9 +17,9 @@ import gradio as gr
 from decodemo.app.review_handlers import chosen, reviewer_name
 from decodemo.errors import DecodemoError
 from decodemo.service import Service
-from decodemo.store import ReviewStore, feedback, records
+from decodemo.store import ReviewStore, feedback, records, safe_name
 
-__all__ = ["DashboardView", "dashboard", "pick_model", "apply", "export"]
+__all__ = ["DashboardView", "dashboard", "pick_model", "apply", "export", "export_dataset"]
 
 
 class DashboardView(NamedTuple):
@@ -104,3 +105,26 @@ def export(store: ReviewStore):
         tables, counts = records.table_rows(s), records.counts(s)
     paths = store.write_export(tables, Path(tempfile.mkdtemp(prefix="decodemo-export-")))
     return [str(p) for p in paths.values()], counts
+
+
+def export_dataset(store: ReviewStore, domain):
+    """The reviewed items of the chosen model set as a folder layout for ``python -m decodemo fit``
+    (:mod:`decodemo.data.reviewed`), zipped as ``<domain>_dataset.zip`` (one folder, ``<domain>/``);
+    and what went where (the manifest's counts)."""
+    from decodemo.data.reviewed import write_reviewed_layout
+    from decodemo.store.dataset import reviewed_items
+
+    domain = chosen(domain)
+    if not domain:
+        raise gr.Error("Pick the model set to export under Domain.")
+    tmp, folder = Path(tempfile.mkdtemp(prefix="decodemo-dataset-")), safe_name(domain)
+    try:
+        with store.session() as s:
+            rows = reviewed_items(s, domain)
+        manifest = write_reviewed_layout(rows, tmp / folder, files_root=store.data_dir, domain=domain)
+    except DecodemoError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise gr.Error(str(exc)) from None
+    archive = shutil.make_archive(str(tmp / f"{folder}_dataset"), "zip", root_dir=tmp, base_dir=folder)
+    shutil.rmtree(tmp / folder)
+    return archive, manifest["counts"]

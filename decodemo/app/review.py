@@ -131,6 +131,10 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
             b_export = gr.Button("Export everything (CSV, JSON, masks as PNG in a zip)")
             export_files = gr.File(label="Export", file_count="multiple", interactive=False)
             export_counts = gr.JSON(label="Counts", visible=False)
+        with gr.Row():
+            b_dataset = gr.Button("Export reviewed items as a dataset (the Domain's items, a zip for fit)")
+            dataset_file = gr.File(label="Dataset", interactive=False)
+            dataset_counts = gr.JSON(label="Where the items went")
         # API-only: store a review (hidden inputs, so gradio_client can call it); inside a tab,
         # since a row between tabs would split the tab bar
         with gr.Row(visible=False):
@@ -150,3 +154,5 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
     a_model.change(bind(dash.pick_model, service, store), [a_model, d_domain], [a_value], **private)
     a_apply.click(bind(dash.apply, service, store), [a_model, a_value, a_reason, d_domain], drawn, **private)
     b_export.click(bind(dash.export, store), None, [export_files, export_counts], api_name="export")
+    b_dataset.click(bind(dash.export_dataset, store), [d_domain], [dataset_file, dataset_counts],
+                    api_name="export_dataset")
