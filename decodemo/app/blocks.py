@@ -122,14 +122,14 @@ def _compare_tab(service: Service, examples):
     with gr.Row():
         ref_plot = gr.Plot(label="Scores against the normal reference")
         lat_plot = gr.Plot(label="Latency")
-    frame_plot = gr.Plot(label="Per-frame score over time", visible=False)
-    spec_plot = gr.Plot(label="Spectrogram with the anomaly maps", visible=False)
+    audio_plot = gr.Plot(label="The sound over time: spectrogram, each method's map and per-frame score "
+                         "(drag to zoom in time, double-click to reset)", visible=False)
     with gr.Accordion("Raw result (the compare API's answer) and map files", open=False):
         result = gr.JSON(label="Result")
         files = gr.File(label="Maps (.npy, float32 at the input's size) and normal versions (.png)",
                         file_count="multiple", interactive=False)
     page = ComparePage(summary=summary, player=player, panels=panels, reference_plot=ref_plot,
-                       latency_plot=lat_plot, frame_plot=frame_plot, spectrogram_plot=spec_plot, result=result,
+                       latency_plot=lat_plot, audio_plot=audio_plot, result=result,
                        files=files, opacity=opacity, sliders=[p.threshold for p in panels.values()])
     return page, upload, record, domain, run, reset, refresh
 

@@ -151,8 +151,7 @@ class ComparePage:
     panels: dict[str, MethodPanel]  # method id -> its column, in the catalogue's order
     reference_plot: Any
     latency_plot: Any
-    frame_plot: Any
-    spectrogram_plot: Any
+    audio_plot: Any  # a sound's spectrogram, maps and per-frame scores on one time axis
     result: Any = None  # the held result (JSON)
     files: Any = None
     opacity: Any = None
@@ -161,8 +160,7 @@ class ComparePage:
     def outputs(self) -> list[Any]:
         """The components a redraw may update (Gradio needs them listed once, in any order)."""
         cols = [c for p in self.panels.values() for c in (p.column, p.head, p.overlay, p.normal, p.threshold)]
-        return [self.summary, self.player, *cols, self.reference_plot, self.latency_plot, self.frame_plot,
-                self.spectrogram_plot]
+        return [self.summary, self.player, *cols, self.reference_plot, self.latency_plot, self.audio_plot]
 
 
 class CompareHandlers:
@@ -235,9 +233,7 @@ class CompareHandlers:
 
         out[page.reference_plot] = render.reference_figure(comp)
         out[page.latency_plot] = render.latency_figure(comp)
-        out[page.frame_plot] = gr.update(value=render.frame_figure(comp) if audio else None, visible=audio)
-        out[page.spectrogram_plot] = gr.update(value=render.spectrogram_figure(comp, opacity) if audio else None,
-                                               visible=audio)
+        out[page.audio_plot] = gr.update(value=render.audio_figure(comp) if audio else None, visible=audio)
         return out
 
     def draw_new(self, result, opacity) -> dict:

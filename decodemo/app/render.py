@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["colormap", "overlay", "spectrogram_rgb", "method_overlay", "normal_version",
-           "reference_figure", "latency_figure", "frame_figure", "spectrogram_figure"]
+           "reference_figure", "latency_figure", "audio_figure"]
 
 # "inferno"-like anchors (value, R, G, B)
 _ANCHORS = np.array([
@@ -72,9 +72,10 @@ def method_overlay(comp, outcome, opacity: float = 0.5) -> np.ndarray:
     """The method's map over the input (audio: over the spectrogram), defect mask outlined."""
     lo, hi = _map_range(outcome)
     mask = outcome.mask
-    if comp.modality == "audio":
-        return overlay(spectrogram_rgb(comp.input), np.flipud(outcome.map), lo=lo, hi=hi, opacity=opacity,
-                       mask=None if mask is None else np.flipud(mask))
+    if comp.modality == "audio":  # resampled to a legible strip whatever the clip's length
+        size = _strip_size(*comp.input.shape)
+        return overlay(spectrogram_rgb(_strip(comp.input, size)), np.flipud(_strip(outcome.map, size)), lo=lo,
+                       hi=hi, opacity=opacity, mask=None if mask is None else np.flipud(_strip(mask, size)))
     return overlay(comp.input, outcome.map, lo=lo, hi=hi, opacity=opacity, mask=mask)
 
 
@@ -83,7 +84,8 @@ def normal_version(comp, outcome) -> tuple[np.ndarray, np.ndarray] | None:
     if outcome.reconstruction is None:
         return None
     if comp.modality == "audio":
-        return spectrogram_rgb(comp.input), spectrogram_rgb(outcome.reconstruction)
+        size = _strip_size(*comp.input.shape)
+        return spectrogram_rgb(_strip(comp.input, size)), spectrogram_rgb(_strip(outcome.reconstruction, size))
     return comp.input, outcome.reconstruction
 
 
@@ -137,54 +139,144 @@ def latency_figure(comp):
     return fig
 
 
-def frame_figure(comp):
-    """Audio: each method's per-frame score over time (seconds) with its threshold, one row per
-    method (the methods' scores have different units)."""
+# ---------------------------------------------------------------------------- audio
+#: most columns the audio figure draws, about one per screen pixel of a full-width row (more would
+#: be dropped by the browser's scaling and weigh megabytes per redraw); longer clips are max-pooled
+AUDIO_MAX_COLUMNS = 1200
+#: pixel heights of the audio figure's rows, whatever the clip's length
+SPECTROGRAM_ROW_PX, MAP_ROW_PX, CURVE_ROW_PX, ROW_GAP_PX = 150, 140, 80, 44
+#: a sound's map images: at least this many pixels high, width between 1 and this many heights
+STRIP_MIN_HEIGHT, STRIP_MAX_ASPECT = 256, 2.5
+
+
+def _bin_starts(n: int, bins: int) -> np.ndarray:
+    """First index of each of ``bins`` near-equal consecutive bins over ``n`` items (bins <= n)."""
+    return np.floor(np.arange(bins) * (n / bins)).astype(np.int64)
+
+
+def _resample(a: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """``a`` with ``n`` entries along ``axis``: the maximum over bins when shrinking (a click
+    of one frame stays visible), nearest neighbour when growing."""
+    size = a.shape[axis]
+    if n == size:
+        return a
+    if n < size:
+        return np.maximum.reduceat(a, _bin_starts(size, n), axis=axis)
+    return np.take(a, np.minimum((np.arange(n) + 0.5) * (size / n), size - 1).astype(np.int64), axis=axis)
+
+
+def _strip_size(n_mels: int, frames: int) -> tuple[int, int]:
+    """(height, width) of a sound's map image: at least ``STRIP_MIN_HEIGHT`` high, at the
+    spectrogram's aspect but no narrower than square and no wider than ``STRIP_MAX_ASPECT``
+    (a 60 s clip is not a 20 px sliver in its column, a 0.5 s one not a thin post)."""
+    h = max(STRIP_MIN_HEIGHT, n_mels)
+    w = int(np.clip(round(frames * h / n_mels), h, STRIP_MAX_ASPECT * h))
+    return h, w
+
+
+def _strip(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (n_mels, frames) array resampled to ``size`` (see :func:`_resample`)."""
+    return _resample(_resample(a, size[0], 0), size[1], 1)
+
+
+def _frame_bins(comp, max_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first frame of each drawn column, the column's centre time in s): every frame up to
+    ``max_columns`` frames, else bins of an equal number of frames."""
+    n = comp.input.shape[1]
+    step = max(1, int(np.ceil(n / max_columns)))
+    starts = np.arange(0, n, step)
+    t = np.asarray(comp.frame_times, dtype=np.float64)
+    centres = np.add.reduceat(t, starts) / np.diff(np.append(starts, n))
+    return starts, centres
+
+
+def _duration(comp) -> float:
+    """The clip's length in s (from the waveform; else the frames, one hop each)."""
+    if comp.waveform is not None and comp.sample_rate:
+        return len(comp.waveform) / float(comp.sample_rate)
+    t = np.asarray(comp.frame_times, dtype=np.float64)
+    return float(t[-1] + (t[1] - t[0])) if len(t) > 1 else float(t[-1]) + 1e-3
+
+
+def _heat_scale() -> list:
+    """The map images' inferno-like colours as a plotly colour scale."""
+    return [[float(v), f"rgb({int(r)},{int(g)},{int(b)})"] for v, r, g, b in _ANCHORS]
+
+
+def audio_figure(comp, *, max_columns: int = AUDIO_MAX_COLUMNS):
+    """Audio: one figure on one time axis in seconds (zoom along time; the frequency and score
+    axes stay fixed): the input spectrogram, then per method a full-width row with its map and
+    a row with its per-frame score and threshold.
+
+    Rows keep their pixel height whatever the clip's length (``SPECTROGRAM_ROW_PX``,
+    ``MAP_ROW_PX``, ``CURVE_ROW_PX``); clips of more than ``max_columns`` frames are drawn as
+    the maximum over bins of equal frames, so a 60 s clip stays light and a one-frame click
+    still shows. Map colours run from the normal median (dark) to twice the way to the pixel
+    threshold, the threshold mid-scale; the per-frame score is the map's maximum over frequency.
+    """
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
-    n = len(comp.outcomes)
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=_titles(comp), vertical_spacing=0.08)
-    t = comp.frame_times
-    for i, o in enumerate(comp.outcomes, start=1):
-        colour = COLOURS.get(o.method, "#555")
-        fig.add_trace(go.Scatter(x=t, y=o.frame_scores, mode="lines", line=dict(color=colour, width=1.5),
-                                 name=o.method, hovertemplate="%{x:.2f} s: %{y:.4g}<extra></extra>"), row=i, col=1)
-        if o.pixel_threshold is not None:
-            fig.add_hline(y=o.pixel_threshold, line=dict(color="black", dash="dash", width=1), row=i, col=1,
-                          annotation_text="threshold", annotation_position="top left")
-    fig.update_xaxes(title_text="time (s)", row=n, col=1)
-    fig.update_layout(height=120 + 140 * n, margin=dict(l=50, r=20, t=60, b=40), showlegend=False,
-                      title=dict(text="Per-frame score over time (highest map value per frame)", x=0.01,
-                                 font=dict(size=14)))
-    return fig
-
-
-def spectrogram_figure(comp, opacity: float = 0.5, max_frames: int = 400):
-    """Audio: the spectrogram with each method's map over it, axes in seconds and Hz."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    n = len(comp.outcomes)
-    step = max(1, int(np.ceil(comp.input.shape[1] / max_frames)))
-    t = comp.frame_times[::step]
-    hz = comp.band_hz
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=_titles(comp), vertical_spacing=0.07)
-    a = float(np.clip(opacity, 0, 1))
-    heat = [[0.0, "rgba(252,255,164,0)"], [0.25, f"rgba(245,125,21,{0.35 * a:.3f})"],
-            [0.5, f"rgba(212,72,66,{0.7 * a:.3f})"], [1.0, f"rgba(159,42,99,{a:.3f})"]]
-    for i, o in enumerate(comp.outcomes, start=1):
-        fig.add_trace(go.Heatmap(x=t, y=hz, z=comp.input[:, ::step], colorscale="gray", showscale=False,
-                                 hovertemplate="%{x:.2f} s, %{y:.0f} Hz<extra></extra>"), row=i, col=1)
-        lo, hi = _map_range(o)
-        z = np.clip((o.map[:, ::step] - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
-        fig.add_trace(go.Heatmap(x=t, y=hz, z=z, zmin=0, zmax=1, colorscale=heat, showscale=False,
-                                 hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z:.2f}<extra>" + o.method + "</extra>"),
-                      row=i, col=1)
-        fig.update_yaxes(title_text="Hz", type="log", row=i, col=1)
-    fig.update_xaxes(title_text="time (s)", row=n, col=1)
-    fig.update_layout(height=120 + 200 * n, margin=dict(l=60, r=20, t=60, b=40),
-                      title=dict(text="Spectrogram with each method's anomaly map", x=0.01, font=dict(size=14)))
+    starts, t = _frame_bins(comp, max_columns)
+    t = t.astype(np.float32)
+    hz = np.asarray(comp.band_hz, dtype=np.float32)
+    few = len(t) < 100  # a short clip: markers make each frame's score visible
+    spec = (np.clip(np.maximum.reduceat(comp.input, starts, axis=1), 0, 1) * 255).round().astype(np.uint8)
+    rows = [("spectrogram", None, SPECTROGRAM_ROW_PX, "Input: log-mel spectrogram")]  # (kind, outcome, px, title)
+    for o, title in zip(comp.outcomes, _titles(comp)):
+        rows += [("map", o, MAP_ROW_PX, f"{title}: anomaly map"),
+                 ("frames", o, CURVE_ROW_PX, f"{title}: per-frame score (highest map value per frame)"
+                  + (", dashed: threshold" if o.pixel_threshold is not None else ""))]
+    margin = dict(l=70, r=90, t=34, b=46)
+    area = sum(row[2] for row in rows) + ROW_GAP_PX * (len(rows) - 1)
+    fig = go.Figure()
+    top = 0.0  # pixels from the top of the plotting area
+    for i, (kind, o, px, title) in enumerate(rows, start=1):
+        lo_y, hi_y = 1.0 - (top + px) / area, 1.0 - top / area
+        axis = "" if i == 1 else str(i)
+        fig.update_layout({f"xaxis{axis}": dict(anchor=f"y{axis}", domain=[0, 1], showticklabels=True,
+                                                **({} if i == 1 else {"matches": "x"})),
+                           f"yaxis{axis}": dict(anchor=f"x{axis}", domain=[max(lo_y, 0.0), min(hi_y, 1.0)],
+                                                fixedrange=True)})
+        fig.add_annotation(text=f"<b>{title}</b>", xref="paper", yref="paper", x=0, y=hi_y, xanchor="left",
+                           yanchor="bottom", yshift=2, showarrow=False, font=dict(size=12))
+        refs = dict(xaxis=f"x{axis}", yaxis=f"y{axis}")
+        if kind == "spectrogram":
+            fig.add_trace(go.Heatmap(x=t, y=hz, z=spec, zmin=0, zmax=255, colorscale="gray", showscale=False,
+                                     name="spectrogram", hovertemplate="%{x:.3f} s, %{y:.0f} Hz<extra></extra>",
+                                     **refs))
+            fig.update_layout({f"yaxis{axis}": dict(title_text="Hz", type="log")})
+        elif kind == "map":
+            lo, hi = _map_range(o)
+            hi = max(hi, lo + 1e-6)  # a flat map still gets a scale
+            z = np.maximum.reduceat(o.map.astype(np.float32), starts, axis=1)
+            ticks = [lo, hi] if o.pixel_threshold is None else [lo, o.pixel_threshold, hi]
+            names = [f"{v:.3g}" for v in ticks]
+            if o.pixel_threshold is not None:
+                names[1] += " thr."
+            fig.add_trace(go.Heatmap(
+                x=t, y=hz, z=z, zmin=lo, zmax=hi, colorscale=_heat_scale(), name=o.method,
+                colorbar=dict(x=1.005, xanchor="left", y=(lo_y + hi_y) / 2, len=px / area, thickness=10,
+                              tickvals=ticks, ticktext=names, tickfont=dict(size=10)),
+                hovertemplate="%{x:.3f} s, %{y:.0f} Hz: %{z:.4g}<extra>" + o.method + "</extra>", **refs))
+            fig.update_layout({f"yaxis{axis}": dict(title_text="Hz", type="log")})
+        else:
+            scores = o.frame_scores if o.frame_scores is not None else o.map.max(axis=0)
+            y = np.maximum.reduceat(np.asarray(scores, dtype=np.float32), starts)
+            span = [float(y.min()), float(y.max())] + ([o.pixel_threshold] if o.pixel_threshold is not None else [])
+            pad = 0.08 * (max(span) - min(span)) or 1e-3  # the threshold stays in view (the axis is fixed)
+            fig.add_trace(go.Scatter(x=t, y=y, mode="lines+markers" if few else "lines", name=o.method,
+                                     line=dict(color=COLOURS.get(o.method, "#555"), width=1.5),
+                                     marker=dict(size=4),
+                                     hovertemplate="%{x:.3f} s: %{y:.4g}<extra>" + o.method + "</extra>", **refs))
+            if o.pixel_threshold is not None:
+                fig.add_shape(type="line", x0=0, x1=1, xref=f"x{axis} domain", y0=o.pixel_threshold,
+                              y1=o.pixel_threshold, yref=f"y{axis}", line=dict(color="black", dash="dash", width=1))
+            fig.update_layout({f"yaxis{axis}": dict(title_text="score", range=[min(span) - pad, max(span) + pad])})
+        top += px + ROW_GAP_PX
+    fig.update_xaxes(range=[0.0, _duration(comp)])
+    fig.update_layout({f"xaxis{'' if len(rows) == 1 else len(rows)}": dict(title_text="time (s)")})
+    fig.update_layout(height=area + margin["t"] + margin["b"], margin=margin, showlegend=False, dragmode="zoom",
+                      uirevision=comp.id, hovermode="closest")
     return fig
 
 
