@@ -11,6 +11,8 @@ Events:
   (``<method>_map.npy``, float32 at the input's size) and normal versions (PNG) for download.
 - the page then draws the held result; the opacity and per-method threshold controls redraw
   it without running any model.
+- ``compare_batch`` (public API): ``(files, domain)`` -> ``(rows, status)``, one row per file
+  (:mod:`decodemo.app.batch`); a click on a row of its table draws that file's comparison.
 
 Run with ``python app.py`` (``--port``, ``--host``, ``--share``) or import :func:`build_app`.
 """
@@ -44,6 +46,7 @@ it thinks the normal version looks like."""
 def build_app(service: Service | None = None, *, store=None, examples_dir: str | Path | None = None):
     """The ``gr.Blocks`` app over ``service`` (default: one over the bundled registry) and the
     review ``store`` (default: :class:`decodemo.store.ReviewStore` in the data directory)."""
+    from decodemo.app.batch import BatchHandlers, wire_batch
     from decodemo.app.compare import CompareHandlers
     from decodemo.app.examples import build_examples
     from decodemo.app.review import review_tabs
@@ -65,7 +68,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         gr.HTML(f"<div class='brand'>{LOGO}<h1>decodemo</h1></div>")
         gr.Markdown(INTRO)
         with gr.Tab("Compare"):
-            page, upload, record, domain, run, reset, refresh = _compare_tab(service, examples)
+            page, upload, record, domain, run, reset, refresh, batch = _compare_tab(service, examples)
         if settings.hf_oauth():  # a Space with hf_oauth: reviewers sign in with Hugging Face
             gr.LoginButton()
         review_tabs(service, store)
@@ -82,6 +85,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         refresh.click(h.refresh_domains, [domain], [domain], api_name="refresh_model_sets")
         reset.click(h.defaults, [page.result], page.sliders, api_visibility="private").then(h.draw, controls, outputs,
                                                                                            **quiet)
+        wire_batch(batch, BatchHandlers(h), domain, page, h.draw_new, outputs)
     demo.service = service  # for tests and scripts
     demo.store = store
     demo.examples_list = examples
@@ -90,6 +94,7 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
 
 def _compare_tab(service: Service, examples):
     """The compare tab's layout -> its :class:`ComparePage` and the input controls."""
+    from decodemo.app.batch import batch_panel
     from decodemo.app.compare import ComparePage, MethodPanel
 
     with gr.Row():
@@ -107,6 +112,7 @@ def _compare_tab(service: Service, examples):
             player = gr.Audio(label="The input sound", interactive=False, visible=False)
     gr.Examples([[str(p), d] for p, d in examples], inputs=[upload, domain], label="Examples (generated "
                 "on this machine; solar cells from the elpv-dataset package)", examples_per_page=12)
+    batch = batch_panel()  # several files or a zip; a row opens in the view below
     panels: dict[str, MethodPanel] = {}
     with gr.Row(equal_height=False):
         for m in METHOD_ORDER:
@@ -131,7 +137,7 @@ def _compare_tab(service: Service, examples):
     page = ComparePage(summary=summary, player=player, panels=panels, reference_plot=ref_plot,
                        latency_plot=lat_plot, audio_plot=audio_plot, result=result,
                        files=files, opacity=opacity, sliders=[p.threshold for p in panels.values()])
-    return page, upload, record, domain, run, reset, refresh
+    return page, upload, record, domain, run, reset, refresh, batch
 
 
 API_DOC = """### Calling decodemo from Python
@@ -147,6 +153,14 @@ To record a verdict on it (and read everything back):
 ```python
 client.predict(result["item_id"], "anomalous", "decodiff,invad", "crack at the rim", None, api_name="/submit_review")
 files, counts = client.predict(api_name="/export")   # CSV per table, JSON, masks.zip
+```
+
+Several files (or zip archives of images and sounds) at once, one row each, every file added to
+the review queue:
+
+```python
+rows, status = client.predict([handle_file("a.png"), handle_file("parts.zip")], "auto", api_name="/compare_batch")
+rows[0]["domain"], rows[0]["in_domain"], rows[0]["invad_score"], rows[0]["verdict"], rows[0]["item_id"]
 ```
 
 `result` holds, per method: `score`, `threshold`, `decision`, `percentile` (of the model's normal

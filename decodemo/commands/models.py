@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -43,12 +42,11 @@ def add_parsers(sub) -> None:
                      help="auto: choose by the selection rule; none: keep the model's settings, recalibrate only")
     sel.add_argument("--val-fraction", type=float, default=0.1, help="the training's held-out share (default 0.1)")
 
-    s = sub.add_parser("score", help="score files: one line per file with the score and decision")
-    s.add_argument("--model", required=True, help="a model folder or a registry name (bottle/invad)")
-    s.add_argument("files", nargs="+", type=Path)
-    s.add_argument("--json", type=Path, default=None)
-    s.add_argument("--category", default=None, help="which category of a multi-class model (decodiff)")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s = sub.add_parser("score", help="score files, folders or zip archives: one row per file (the three methods of "
+                                     "a model set, or one --model), as CSV or JSON with --out")
+    from decodemo.commands.score import add_score_arguments
+
+    add_score_arguments(s)
     c = sub.add_parser("convert", help="re-save a model folder with its UNet weights in another storage dtype")
     c.add_argument("--model", required=True, type=Path, help="the model folder to read")
     c.add_argument("--out", required=True, type=Path, help="the folder to write (may be the same)")
@@ -79,33 +77,9 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from decodemo.evaluation import model_threshold
-    from decodemo.inference import detect_prepared, modality_of, prepare_path
-    from decodemo.training import resolve_device
+    from decodemo.commands.score import cmd_score
 
-    model, args.category = load_cli_model(args.model, str(resolve_device(args.device)), args.category)
-    cfg = model.config
-    kwargs = {}
-    if getattr(cfg, "categories", None):
-        kwargs["category"] = cfg.categories[model.category_index(args.category)]
-    threshold = model_threshold(model, kwargs.get("category"))
-    rows, failures = [], 0
-    for path in args.files:
-        try:
-            if cfg.modality == "audio" and modality_of(path) != "audio":
-                raise DecodemoError(f"{path.name}: this model scores audio clips (.wav, .flac, .ogg, .mp3).")
-            score = detect_prepared(model, prepare_path(path, cfg), **kwargs).score
-        except DecodemoError as exc:
-            failures += 1
-            rows.append({"file": str(path), "error": str(exc)})
-            print(f"{path}\terror: {exc}", file=sys.stderr)
-            continue
-        decision = None if threshold is None else ("anomalous" if score > threshold else "normal")
-        rows.append({"file": str(path), "score": score, "threshold": threshold, "decision": decision})
-        print(f"{path}\t{score:.4f}\t{decision or 'no threshold'}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    return 1 if failures else 0
+    return cmd_score(args)
 
 
 def _cmd_calibrate(args) -> int:
