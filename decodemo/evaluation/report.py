@@ -60,7 +60,7 @@ def model_threshold(detector, category: str | None = None) -> float | None:
 def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size: int = 16,
                    with_maps: bool = True, desc: str = "scoring", **kwargs) -> dict[str, Any]:
     """Run ``detector`` on ``samples`` -> variants ``{name: (N,)}`` (numpy), maps ``(N, S, S)``
-    float16 for images (None for audio), NFE per input and seconds spent in the detector.
+    float16 for images (None for audio; each image's map on its canvas, see :func:`_stack`), NFE per input and seconds spent in the detector.
     ``modality`` must be the detector's (checked)."""
     if modality != detector.config.modality:
         raise ValueError(f"The detector takes {detector.config.modality} input, not {modality}.")
@@ -76,12 +76,26 @@ def collect_scores(detector, samples: list[Sample], *, modality: str, batch_size
             for k, v in det.variant_maps.items():
                 variant_maps.setdefault(k, []).append(v.astype(np.float16))
     return {
-        "variant_maps": {k: np.stack(v).astype(np.float32) for k, v in variant_maps.items()},
+        "variant_maps": {k: _stack(v) for k, v in variant_maps.items()},
         "variants": {k: np.asarray(v, dtype=np.float64) for k, v in variants.items()},
-        "maps": np.stack(maps).astype(np.float32) if maps else None,
+        "maps": _stack(maps) if maps else None,
         "nfe": nfe,
         "seconds": seconds,
     }
+
+
+def _stack(maps: list[np.ndarray]) -> np.ndarray:
+    """Maps -> ``(N, h, w)`` float32. Padded or tiled images of several shapes have maps of several
+    canvas shapes: they are brought to the first one's (the masks are read at that shape too)."""
+    shape = maps[0].shape
+    if any(m.shape != shape for m in maps):
+        import torch
+        import torch.nn.functional as F
+
+        maps = [m if m.shape == shape else F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=shape,
+                                                         mode="bilinear", align_corners=False)[0, 0].numpy()
+                for m in maps]
+    return np.stack(maps).astype(np.float32)
 
 
 #: What each method's no-diffusion counterpart is, for reports.

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from decodemo.inference.inputs import AudioInput, Loaded, prepare, prepare_path
+from decodemo.inference.inputs import AudioInput, ImageInput, Loaded, prepare, prepare_path
+from decodemo.inference.shapes import stitch
 from decodemo.io.spectrogram import frame_scores, frames_per_window, overlap_average
 
 __all__ = ["ClipResult", "Detection", "detect_batched", "detect_clip", "detect_prepared", "detect_loaded",
@@ -21,15 +22,18 @@ __all__ = ["ClipResult", "Detection", "detect_batched", "detect_clip", "detect_p
 
 
 def detect_batched(detector, images: torch.Tensor, *, batch_size: int = 16, with_variant_maps: bool = False,
-                   reconstructions: list | None = None, **kwargs):
+                   reconstructions: list | None = None, progress=None, **kwargs):
     """``detector.detect`` over ``images`` in chunks; returns scores, maps, variants and NFE on
     CPU, plus (``with_variant_maps``) the maps of other score variants that the detector puts
     in ``extras`` as ``map_<variant>``. A list passed as ``reconstructions`` receives the
-    detector's reconstructions ``(b, 3, H, W)`` chunk by chunk (nothing for detectors without)."""
+    detector's reconstructions ``(b, 3, H, W)`` chunk by chunk (nothing for detectors without).
+    ``progress(done, total)`` is called after each chunk."""
     scores, maps, variants, nfe = [], [], {}, 0
     variant_maps: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch_size):
         res = detector.detect(images[i : i + batch_size], **kwargs)
+        if progress is not None:
+            progress(min(len(images), i + batch_size), len(images))
         if reconstructions is not None and res.reconstruction is not None:
             reconstructions.append(res.reconstruction.float().cpu())
         scores.append(res.scores.cpu())
@@ -74,13 +78,15 @@ class ClipResult:
     extras: dict = field(default_factory=dict)
 
 
-def detect_clip(detector, clip: AudioInput, *, batch_size: int = 16, reduce: str | None = None, **kwargs) -> ClipResult:
-    """Score every window of ``clip``; the clip score reduces the window scores (config's
-    ``clip_reduce``), the map is the overlap average of the window maps at spectrogram size."""
+def detect_clip(detector, clip: AudioInput, *, batch_size: int = 16, reduce: str | None = None, progress=None,
+                **kwargs) -> ClipResult:
+    """Score every window of ``clip``, ``batch_size`` windows at a time (``progress(done, total)``
+    after each batch); the clip score reduces the window scores (config's ``clip_reduce``), the
+    map is the overlap average of the window maps at spectrogram size."""
     t0 = time.perf_counter()
     recs: list[torch.Tensor] = []
     scores, maps, variants, nfe = detect_batched(detector, clip.windows, batch_size=batch_size,
-                                                 reconstructions=recs, **kwargs)
+                                                 reconstructions=recs, progress=progress, **kwargs)
     reduce = reduce or getattr(detector.config, "clip_reduce", "max")
     width = frames_per_window(clip.mel)
     n_mels = clip.spectrogram.shape[0]
@@ -111,14 +117,16 @@ class Detection:
 
     score: float
     variants: dict[str, float]
-    #: image: ``(S, S)`` float32 at the model's resolution; audio: ``(n_mels, frames)`` of the clip
+    #: image: ``(h, w)`` float32 on the image's canvas (its aspect at the model's scale, ``S x S``
+    #: for a square image; :mod:`decodemo.inference.shapes`); audio: ``(n_mels, frames)`` of the clip
     map: np.ndarray
-    #: image: ``(3, S, S)`` float in [0, 1]; audio: ``(n_mels, frames)`` in [0, 1]; None without one
+    #: image: ``(3, h, w)`` float in [0, 1]; audio: ``(n_mels, frames)`` in [0, 1]; None without one
     reconstruction: np.ndarray | None
     nfe: int
     seconds: float
     frame_scores: np.ndarray | None = None  # audio: (frames,) max of the map over frequency
     variant_maps: dict[str, np.ndarray] = field(default_factory=dict)  # image: other variants' maps
+    geometry: dict | None = None  # image: how it became inputs (mode, input and canvas size, inputs)
 
 
 def _from_clip(res: ClipResult) -> Detection:
@@ -140,10 +148,45 @@ def _image_detections(detector, x: torch.Tensor, *, batch_size: int, **kwargs) -
             for j in range(len(x))]
 
 
-def detect_prepared(detector, prepared: torch.Tensor | AudioInput, *, batch_size: int = 16, **kwargs) -> Detection:
-    """Run ``detector`` on what :func:`~decodemo.inference.inputs.prepare` returned."""
+def _merge_tiles(dets: list[Detection], image: ImageInput) -> Detection:
+    """An image's per-input detections -> one: the highest score (each variant's highest), the
+    maps and reconstruction stitched back onto the image's canvas."""
+    g = image.geometry
+    best = max(range(len(dets)), key=lambda k: dets[k].score)
+    recs = [d.reconstruction for d in dets]
+    return Detection(
+        score=dets[best].score,
+        variants={k: max(d.variants[k] for d in dets) for k in dets[0].variants},
+        map=stitch(np.stack([d.map for d in dets]), g),
+        reconstruction=None if recs[0] is None else np.clip(stitch(np.stack(recs), g), 0, 1),
+        nfe=dets[0].nfe * len(dets),
+        seconds=sum(d.seconds for d in dets),
+        variant_maps={k: stitch(np.stack([d.variant_maps[k] for d in dets]), g) for k in dets[0].variant_maps},
+        geometry=g.to_dict(),
+    )
+
+
+def _detect_images(detector, images: list[ImageInput], *, batch_size: int, **kwargs) -> list[Detection]:
+    """Every input of ``images`` in batches of ``batch_size`` -> one :class:`Detection` per image."""
+    x = torch.cat([im.tiles for im in images])
+    dets = _image_detections(detector, x, batch_size=batch_size, **kwargs)
+    out, k = [], 0
+    for im in images:
+        n = len(im.tiles)
+        out.append(_merge_tiles(dets[k : k + n], im))
+        k += n
+    return out
+
+
+def detect_prepared(detector, prepared: ImageInput | AudioInput | torch.Tensor, *, batch_size: int = 16,
+                    **kwargs) -> Detection:
+    """Run ``detector`` on what :func:`~decodemo.inference.inputs.prepare` returned (a bare
+    ``(1, 3, S, S)`` tensor is one square input). ``progress(done, total)``: a clip's windows."""
     if isinstance(prepared, AudioInput):
         return _from_clip(detect_clip(detector, prepared, batch_size=batch_size, **kwargs))
+    kwargs.pop("progress", None)
+    if isinstance(prepared, ImageInput):
+        return _detect_images(detector, [prepared], batch_size=batch_size, **kwargs)[0]
     return _image_detections(detector, prepared, batch_size=batch_size, **kwargs)[0]
 
 
@@ -170,8 +213,8 @@ def detect_paths(detector, paths: Iterable, *, batch_size: int = 16, desc: str =
             return
         for i in range(0, len(paths), batch_size):
             chunk = paths[i : i + batch_size]
-            x = torch.cat([prepare_path(p, cfg) for p in chunk])
-            yield from _image_detections(detector, x, batch_size=batch_size, **kwargs)
+            yield from _detect_images(detector, [prepare_path(p, cfg) for p in chunk], batch_size=batch_size,
+                                      **kwargs)
             bar.update(len(chunk))
     finally:
         bar.close()

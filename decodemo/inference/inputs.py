@@ -3,7 +3,9 @@
 The one place that tells an image from a sound (:func:`modality_of`) and loads either
 (:func:`load_input`, reading the file once); everything else takes what these return.
 
-Images: :func:`decodemo.io.images.load_image` -> RGB float ``(3, S, S)`` in [0, 1].
+Images: :func:`decodemo.io.images.load_image` -> RGB float in [0, 1] -> one or more ``(3, S, S)``
+inputs by the model's ``image_fit`` (:mod:`decodemo.inference.shapes`: aspect kept, mirror-padded
+or tiled), held with their geometry in an :class:`ImageInput` so maps go back to the image's shape.
 Audio: :func:`decodemo.io.audio.load_audio` -> log-mel spectrogram (settings from the model's
 config) -> sliding windows, each resized to ``S x S`` and repeated over three channels, so
 every method sees a spectrogram window as a one-channel image.
@@ -24,10 +26,13 @@ import torch.nn.functional as F
 from decodemo.io.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_AUDIO_BYTES, load_audio
 from decodemo.io.images import DEFAULT_MAX_BYTES, image_to_array, load_image
 from decodemo.io.source import read_source
-from decodemo.io.spectrogram import MelConfig, frames_per_window, log_mel, pad_to_window, window_starts
+from decodemo.inference.shapes import Geometry, fit_geometry, to_inputs
+from decodemo.io.spectrogram import (MelConfig, frames_per_window, log_mel, pad_to_window, window_spectrogram,
+                                     window_starts)
 
 __all__ = ["modality_of", "is_audio_path", "LoadedImage", "LoadedClip", "load_input", "prepare", "prepare_path",
-           "image_tensor", "AudioInput", "audio_input", "spectrogram_windows", "spec_to_image", "sample_tensors"]
+           "image_tensor", "ImageInput", "image_input", "AudioInput", "audio_input", "spectrogram_windows",
+           "spec_to_image", "sample_tensors"]
 
 
 def is_audio_path(path: str | Path) -> bool:
@@ -46,6 +51,20 @@ def image_tensor(source, size: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+@dataclass
+class ImageInput:
+    """One image ready for a detector: its square inputs and where they lie on the image."""
+
+    tiles: torch.Tensor  # (n, 3, S, S)
+    geometry: Geometry
+
+
+def image_input(img, size: int, image_fit: str = "auto") -> ImageInput:
+    """An RGB PIL image -> :class:`ImageInput` under ``image_fit``."""
+    geometry = fit_geometry(img.height, img.width, size, image_fit)
+    return ImageInput(tiles=to_inputs(img, geometry), geometry=geometry)
+
+
 def spec_to_image(spec: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """A ``(n_mels, frames)`` window in [0, 1] -> ``(3, size, size)`` (bilinear, grey to RGB).
 
@@ -56,13 +75,19 @@ def spec_to_image(spec: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     return t.expand(3, -1, -1).clamp(0, 1).contiguous()
 
 
-def spectrogram_windows(spec: np.ndarray, cfg: MelConfig, size: int, *, hop_frames: int | None = None) -> tuple[torch.Tensor, list[int]]:
+def spectrogram_windows(spec: np.ndarray, cfg: MelConfig, size: int, *, hop_frames: int | None = None,
+                        waveform: np.ndarray | None = None) -> tuple[torch.Tensor, list[int]]:
     """Cut a clip's spectrogram into windows -> ``(W, 3, size, size)`` and their start frames.
 
     ``hop_frames`` overrides the config's window hop (training uses a denser hop as augmentation).
+    A clip shorter than one window becomes one window by ``cfg.short_pad``; ``"loop"`` needs the
+    clip's ``waveform`` (without it, the spectrogram's frames are wrapped).
     """
     n_frames = spec.shape[1]
-    padded = pad_to_window(spec, cfg)
+    if waveform is not None:
+        padded = window_spectrogram(waveform, spec, cfg)
+    else:
+        padded = pad_to_window(spec, cfg, mode="wrap" if cfg.short_pad == "loop" else cfg.short_pad)
     width = frames_per_window(cfg)
     if hop_frames is None:
         starts = window_starts(n_frames, cfg)
@@ -171,47 +196,48 @@ def load_input(source: str | Path, *, mel: MelConfig | dict | None = None, name:
     return LoadedImage(name=label, data=data, image=load_image(_named_bytes(data, path.name)))
 
 
-def prepare(loaded: Loaded, cfg) -> torch.Tensor | AudioInput:
-    """What model config ``cfg`` takes for ``loaded``: an image batch ``(1, 3, S, S)`` or the
-    clip's :class:`AudioInput` windows under the model's own mel settings."""
+def prepare(loaded: Loaded, cfg) -> ImageInput | AudioInput:
+    """What model config ``cfg`` takes for ``loaded``: the image's :class:`ImageInput` under the
+    model's ``image_fit`` or the clip's :class:`AudioInput` windows under its own mel settings."""
     size = cfg.image_size
     if isinstance(loaded, LoadedImage):
-        return torch.from_numpy(np.ascontiguousarray(image_to_array(loaded.image, size).transpose(2, 0, 1)))[None]
+        return image_input(loaded.image, size, getattr(cfg, "image_fit", "auto"))
     mel = MelConfig.from_dict(cfg.mel)
     y, spec = loaded.for_mel(mel)
-    windows, starts = spectrogram_windows(spec, mel, size)
+    windows, starts = spectrogram_windows(spec, mel, size, waveform=y)
     return AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=mel)
 
 
-def prepare_path(path: str | Path, cfg, **load_kwargs) -> torch.Tensor | AudioInput:
+def prepare_path(path: str | Path, cfg, **load_kwargs) -> ImageInput | AudioInput:
     """:func:`prepare` straight from a file, decoded at the model's own settings."""
     mel = getattr(cfg, "mel", None)
     mel = MelConfig.from_dict(mel) if mel is not None else None
-    return _from_file(path, cfg.modality, cfg.image_size, mel, **load_kwargs)
+    return _from_file(path, cfg.modality, cfg.image_size, mel, image_fit=getattr(cfg, "image_fit", "auto"),
+                      **load_kwargs)
 
 
 def _from_file(path, modality: str, size: int, mel: MelConfig | None, *, hop_frames: int | None = None,
-               **load_kwargs) -> torch.Tensor | AudioInput:
-    """The one place a file becomes model input: ``(1, 3, S, S)`` for an image, the clip's
-    :class:`AudioInput` (windows at ``hop_frames`` if given) for a sound."""
+               image_fit: str = "auto", **load_kwargs) -> ImageInput | AudioInput:
+    """The one place a file becomes model input: the image's :class:`ImageInput` (inputs by
+    ``image_fit``), the clip's :class:`AudioInput` (windows at ``hop_frames`` if given) for a sound."""
     if modality != "audio":
-        return image_tensor(path, size)[None]
+        return image_input(load_image(path), size, image_fit)
     if mel is None:
         raise ValueError("Audio inputs need the model's mel settings.")
     y = load_audio(path, sample_rate=mel.sample_rate, **load_kwargs)
     spec = log_mel(y, mel)
-    windows, starts = spectrogram_windows(spec, mel, size, hop_frames=hop_frames)
+    windows, starts = spectrogram_windows(spec, mel, size, hop_frames=hop_frames, waveform=y)
     return AudioInput(waveform=y, spectrogram=spec, windows=windows, starts=starts, mel=mel)
 
 
 def sample_tensors(paths, *, modality: str, size: int, mel: MelConfig | None = None,
-                   hop_frames: int | None = None, desc: str = "loading") -> list[torch.Tensor]:
-    """Load files -> one tensor per file: ``(1, 3, S, S)`` for an image, ``(W, 3, S, S)`` for
-    the windows of an audio clip. Shows a progress bar."""
+                   hop_frames: int | None = None, image_fit: str = "auto", desc: str = "loading") -> list[torch.Tensor]:
+    """Load files -> one tensor per file: ``(n, 3, S, S)`` for an image (``n`` = 1 unless
+    ``image_fit`` tiles it), ``(W, 3, S, S)`` for the windows of an audio clip. Shows a progress bar."""
     from tqdm.auto import tqdm
 
     out = []
     for path in tqdm(list(paths), desc=desc, leave=False, dynamic_ncols=True):
-        x = _from_file(path, modality, size, mel, hop_frames=hop_frames)
-        out.append(x.windows if isinstance(x, AudioInput) else x)
+        x = _from_file(path, modality, size, mel, hop_frames=hop_frames, image_fit=image_fit)
+        out.append(x.windows if isinstance(x, AudioInput) else x.tiles)
     return out

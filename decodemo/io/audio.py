@@ -252,7 +252,7 @@ def load_audio(
     source: Source,
     *,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
-    min_seconds: float = 0.5,
+    min_seconds: float = 0.25,
     max_seconds: float = 600.0,
     silence_rms: float = 1e-4,
     max_bytes: int = DEFAULT_MAX_AUDIO_BYTES,

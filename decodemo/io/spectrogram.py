@@ -33,6 +33,8 @@ __all__ = [
     "window_hop_frames",
     "window_starts",
     "pad_to_window",
+    "loop_waveform",
+    "window_spectrogram",
     "frame_times",
     "mel_band_hz",
     "overlap_average",
@@ -41,6 +43,9 @@ __all__ = [
     "map_cell_to_time_freq",
     "time_freq_to_cell",
 ]
+
+
+SHORT_PADS = ("loop", "wrap", "reflect", "edge", "constant")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,12 @@ class MelConfig:
             values outside are clipped.
         window_seconds: length of one model input window.
         window_hop_seconds: step between consecutive windows (``< window_seconds`` overlaps).
+        short_pad: how a clip shorter than one window is brought to one window: ``"loop"``
+            (default) repeats the waveform with a short crossfade at each seam
+            (:func:`loop_waveform`) before the spectrogram is taken, so a short recording of a
+            steady machine still looks like that machine; ``"wrap"``, ``"reflect"``, ``"edge"``
+            pad the spectrogram's frames, ``"constant"`` with digital silence
+            (:func:`pad_to_window`). Maps keep the clip's own frames only.
     """
 
     sample_rate: int = 16000
@@ -73,8 +84,11 @@ class MelConfig:
     db_max: float = 20.0
     window_seconds: float = 2.0
     window_hop_seconds: float = 1.0
+    short_pad: str = "loop"
 
     def __post_init__(self) -> None:
+        if self.short_pad not in SHORT_PADS:
+            raise ValueError(f"MelConfig.short_pad must be one of {', '.join(SHORT_PADS)}, got {self.short_pad!r}")
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
@@ -235,6 +249,41 @@ def pad_to_window(spec: np.ndarray, cfg: MelConfig, *, mode: str = "constant") -
     else:
         raise ValueError(f"unknown pad mode {mode!r}; use 'constant', 'wrap', 'reflect' or 'edge'")
     return out.astype(np.float32, copy=False)
+
+
+#: Crossfade at each seam of a looped short clip (:func:`loop_waveform`), in seconds.
+LOOP_FADE_SECONDS = 0.032
+
+
+def loop_waveform(y: np.ndarray, n_samples: int, fade: int) -> np.ndarray:
+    """``y`` repeated to ``n_samples`` samples, each seam a linear crossfade of ``fade`` samples
+    (the end of one copy into the start of the next), so the loop adds no click."""
+    y = np.asarray(y, dtype=np.float32)
+    if len(y) == 0:
+        raise ValueError("cannot loop an empty waveform")
+    fade = int(max(0, min(fade, len(y) // 2)))
+    out = y
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32) if fade else None
+    while len(out) < n_samples:
+        if fade:
+            seam = out[-fade:] * (1 - ramp) + y[:fade] * ramp
+            out = np.concatenate([out[:-fade], seam, y[fade:]])
+        else:
+            out = np.concatenate([out, y])
+    return out[:n_samples]
+
+
+def window_spectrogram(y: np.ndarray, spec: np.ndarray, cfg: MelConfig) -> np.ndarray:
+    """The spectrogram the windows are cut from: ``spec`` itself when the clip fills a window,
+    else one window made by ``cfg.short_pad`` (``"loop"``: of the looped waveform ``y``)."""
+    w = frames_per_window(cfg)
+    if spec.shape[-1] >= w:
+        return spec
+    if cfg.short_pad != "loop":
+        return pad_to_window(spec, cfg, mode=cfg.short_pad)
+    n = int(np.ceil(cfg.window_seconds * cfg.sample_rate)) + cfg.hop_length
+    looped = log_mel(loop_waveform(y, n, int(LOOP_FADE_SECONDS * cfg.sample_rate)), cfg)
+    return pad_to_window(looped[:, :w], cfg, mode="edge")
 
 
 def frame_times(n_frames: int, cfg: MelConfig) -> np.ndarray:

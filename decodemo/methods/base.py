@@ -118,6 +118,9 @@ class ModelConfig:
     version: int = 1
     modality: str = "image"  # "image" or "audio" (log-mel spectrogram windows as images)
     mel: dict[str, Any] | None = None  # MelConfig.to_dict() for audio models
+    #: How an image of any shape becomes square inputs: "auto", "pad", "tile" or "squash"
+    #: (:mod:`decodemo.inference.shapes`); the same in training and at inference.
+    image_fit: str = "auto"
     #: What the training recorded: data, sizes, settings, times, losses.
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -127,8 +130,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> Any:
-        """The config of ``data`` (a ``config.json``); unknown or missing fields are named."""
-        return config_from_dict(cls, data, where=where)
+        """The config of ``data`` (a ``config.json``); unknown or missing fields are named. A
+        folder written before ``image_fit`` existed squeezed every image to a square: it keeps that."""
+        return config_from_dict(cls, {"image_fit": "squash", **data}, where=where)
 
 
 @dataclass

@@ -92,11 +92,12 @@ def image_tensor(img) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image_to_array(img, IMAGE_SIZE).transpose(2, 0, 1)))[None]
 
 
-def clip_windows(spectrogram: np.ndarray, mel) -> torch.Tensor:
-    """A clip's spectrogram -> its windows ``(W, 3, 224, 224)``, what the reference describes."""
+def clip_windows(spectrogram: np.ndarray, mel, waveform: np.ndarray | None = None) -> torch.Tensor:
+    """A clip's spectrogram -> its windows ``(W, 3, 224, 224)``, what the reference describes
+    (a clip shorter than a window made one as the models make it, from ``waveform``)."""
     from decodemo.inference.inputs import spectrogram_windows
 
-    return spectrogram_windows(spectrogram, mel, IMAGE_SIZE)[0]
+    return spectrogram_windows(spectrogram, mel, IMAGE_SIZE, waveform=waveform)[0]
 
 
 def describe(views: torch.Tensor) -> dict[str, np.ndarray]:
@@ -111,8 +112,8 @@ def loaded_views(loaded, mel=None) -> torch.Tensor:
     from decodemo.io.spectrogram import MelConfig
 
     mel = mel if isinstance(mel, MelConfig) or mel is None else MelConfig.from_dict(mel)
-    spec = loaded.for_mel(mel)[1] if mel is not None else loaded.spectrogram
-    return clip_windows(spec, mel or loaded.mel)
+    y, spec = loaded.for_mel(mel) if mel is not None else (loaded.waveform, loaded.spectrogram)
+    return clip_windows(spec, mel or loaded.mel, y)
 
 
 def loaded_features(loaded, mel=None) -> dict[str, np.ndarray]:

@@ -264,8 +264,13 @@ class Service:
             report((i + 0.1) / len(models), f"{TITLES[method]}: loading model")
             model = self.registry.get(reg_name)
             report((i + 0.3) / len(models), f"{TITLES[method]}: detecting")
+
+            def windows(done: int, total: int, i=i, method=method) -> None:
+                report((i + 0.3 + 0.7 * done / total) / len(models), f"{TITLES[method]}: window {done} of {total}")
+
             outcomes.append(self._run(model, reg_name, method, loaded,
-                                      (thresholds or {}).get(method, self.threshold(reg_name))))
+                                      (thresholds or {}).get(method, self.threshold(reg_name)),
+                                      progress=windows if modality == "audio" else None))
         reference = None
         ref_name = self.reference_model(domain)
         if ref_name is not None:  # the nearest-neighbour reference: shown, never voted
@@ -287,12 +292,14 @@ class Service:
         cid = self.registry.entry(reg_name).class_id
         return {"category": cats[model.category_index(cid)]}
 
-    def _run(self, model, reg_name: str, method: str, loaded, threshold: float) -> MethodOutcome:
-        """One method on the upload -> its outcome, maps at the input's size."""
+    def _run(self, model, reg_name: str, method: str, loaded, threshold: float, progress=None) -> MethodOutcome:
+        """One method on the upload -> its outcome, maps at the input's size (``progress(done,
+        total)``: a clip's windows)."""
         from decodemo.inference import detect_loaded
 
         t0 = time.perf_counter()
-        det = detect_loaded(model, loaded, **self._category(model, reg_name))
+        extra = {"progress": progress} if progress is not None else {}
+        det = detect_loaded(model, loaded, **self._category(model, reg_name), **extra)
         seconds = time.perf_counter() - t0
         size = _input_array(loaded).shape[:2]
         if loaded.modality == "image":

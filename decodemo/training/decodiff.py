@@ -221,6 +221,7 @@ def _prepare_config(cfg: DeCoDiffConfig, layouts: dict[str, Layout], vae: Latent
     if cfg.modality != vae.config.modality:
         raise DatasetError(f"The VAE was trained on {vae.config.modality} inputs but these folders hold {cfg.modality}.")
     cfg.mel = vae.config.mel
+    cfg.image_fit = vae.config.image_fit  # the latents are the VAE's: images are cut as it was trained
     return cfg
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from decodemo.data.layout import Layout
@@ -13,28 +14,60 @@ from decodemo.inference import sample_tensors
 from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.training.split import split_normal
 
-__all__ = ["set_modality", "load_inputs", "split_files", "Split", "load_split"]
+__all__ = ["set_modality", "choose_image_fit", "load_inputs", "split_files", "Split", "load_split"]
 
 
 def set_modality(cfg: Any, layout: Layout) -> Any:
     """``cfg`` (a detector config) set for ``layout``'s modality; an audio model without mel
-    settings gets the default ones. In place; returns ``cfg``."""
+    settings gets the default ones; an image model's ``image_fit`` "auto" is chosen from the
+    training images' shapes (:func:`choose_image_fit`). In place; returns ``cfg``."""
     cfg.modality = layout.modality
     if layout.modality == "audio" and cfg.mel is None:
         cfg.mel = MelConfig().to_dict()
+    if layout.modality == "image" and getattr(cfg, "image_fit", None) == "auto":
+        cfg.image_fit = choose_image_fit([layout])
     return cfg
+
+
+def choose_image_fit(layouts: Sequence[Layout], max_files: int = 500) -> str:
+    """How images of any shape become square inputs for a model trained on ``layouts``, from
+    the shapes of their normal training images (headers only; at most ``max_files`` of each):
+
+    - all (nearly) square, aspect <= 1.05: ``"squash"``. A model that saw only squares scores
+      other shapes best squeezed: padded or tiled crops of normal fabric and texture images
+      scored higher than squeezed ones for recon and invad (README, "Any image shape").
+    - a median aspect above :data:`~decodemo.inference.shapes.TILE_ASPECT`: ``"tile"``
+      (long strips are scored in overlapping square tiles at their own scale);
+    - otherwise ``"pad"`` (aspect kept, mirror-padded to a square).
+
+    Training and inference then cut every image the same way.
+    """
+    from PIL import Image
+
+    from decodemo.inference.shapes import TILE_ASPECT
+
+    aspects = []
+    for layout in layouts:
+        for sample in list(layout.train)[:max_files]:
+            with Image.open(sample.path) as im:
+                w, h = im.size
+            aspects.append(max(w, h) / max(1, min(w, h)))
+    if not aspects or max(aspects) <= 1.05:
+        return "squash"
+    return "tile" if float(np.median(aspects)) > TILE_ASPECT else "pad"
 
 
 def load_inputs(layout: Layout, indices: Sequence[int], config: Any, *, dense: bool = False,
                 desc: str = "loading") -> list[torch.Tensor]:
     """The normal training files ``layout.train[i]`` (``i`` in ``indices``) as ``config``'s model
-    inputs (its ``modality``, ``image_size`` and ``mel``): one tensor per file, ``(1, 3, S, S)``
-    per image, ``(W, 3, S, S)`` windows per audio clip. ``dense``: audio windows at a
-    quarter-window hop, the training augmentation for audio."""
+    inputs (its ``modality``, ``image_size``, ``image_fit`` and ``mel``): one tensor per file,
+    ``(n, 3, S, S)`` per image (one input unless ``image_fit`` tiles it), ``(W, 3, S, S)`` windows
+    per audio clip. ``dense``: audio windows at a quarter-window hop, the training augmentation
+    for audio."""
     mel = MelConfig.from_dict(config.mel) if config.mel else None
     hop = max(1, frames_per_window(mel) // 4) if (mel is not None and dense) else None
     return sample_tensors([layout.train[i].path for i in indices], modality=config.modality, size=config.image_size,
-                          mel=mel, hop_frames=hop, desc=desc)
+                          mel=mel, hop_frames=hop, image_fit=getattr(config, "image_fit", "auto"), desc=desc)
 
 
 def split_files(files: list[torch.Tensor], val_fraction: float,

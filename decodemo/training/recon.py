@@ -14,7 +14,7 @@ from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.recon.config import ReconConfig
 from decodemo.methods.recon.model import Recon
 from decodemo.training.loop import TrainSettings, make_accelerator, train_loop
-from decodemo.training.prepare import load_split
+from decodemo.training.prepare import choose_image_fit, load_split
 from decodemo.training.validation import add_candidate, adopt_selection, build_validation_set, choose, file_scores
 from decodemo.training.validation import set_threshold, validation_figures
 
@@ -122,6 +122,8 @@ def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
         cfg.in_channels = 1
         if cfg.map_norm == "position":
             cfg.map_norm = "row"  # time positions are arbitrary in a window; frequency rows are not
+    elif cfg.image_fit == "auto":
+        cfg.image_fit = choose_image_fit([layout])
     return cfg
 
 

@@ -21,7 +21,7 @@ from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.decodiff.config import VAEConfig
 from decodemo.methods.decodiff.model import LatentVAE
 from decodemo.training.loop import TrainSettings, make_accelerator, resolve_device, train_loop
-from decodemo.training.prepare import load_inputs, split_files
+from decodemo.training.prepare import choose_image_fit, load_inputs, split_files
 
 __all__ = ["train_vae", "pretrained_vae", "psnr", "modality_of", "split_layout", "encode_all"]
 
@@ -134,6 +134,8 @@ def _set_modality(cfg: VAEConfig, layouts: dict[str, Layout]) -> None:
         cfg.mel = cfg.mel or MelConfig().to_dict()
         if not cfg.pretrained:
             cfg.in_channels = 1
+    elif cfg.image_fit == "auto":
+        cfg.image_fit = choose_image_fit(list(layouts.values()))
 
 
 def _log_quality(log, out_dir, cfg: VAEConfig) -> None:

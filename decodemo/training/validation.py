@@ -197,12 +197,13 @@ def file_scores(score: Callable[[torch.Tensor], torch.Tensor], files: Sequence[t
                 reduce: str, batch: int | None = None) -> list[float]:
     """One score per file (a tensor of its inputs each, e.g. held-out normal files for the
     threshold): ``score(inputs) -> (n,)`` on chunks of ``batch`` inputs (the whole file when
-    None), then an audio clip's window scores reduced by ``reduce`` or an image's one score."""
+    None), then an audio clip's window scores reduced by ``reduce`` or an image's score (the highest of its
+    inputs when ``image_fit`` tiles it)."""
     out = []
     for f in files:
         step = batch or max(1, len(f))
         s = torch.cat([score(f[i : i + step]).cpu() for i in range(0, len(f), step)])
-        out.append(reduce_windows(s, reduce) if audio else float(s[0]))
+        out.append(reduce_windows(s, reduce) if audio else float(s.max()))  # an image's tiles: the highest
     return out
 
 

@@ -43,11 +43,15 @@ def test_an_image_is_read_once_and_prepared_as_the_file_loader_does(files):
     data = (files / "part.png").read_bytes()
     assert loaded.data == data and loaded.sha256 == hashlib.sha256(data).hexdigest()
     assert loaded.pixels.shape == (80, 96, 3) and loaded.pixels.dtype == np.uint8
-    cfg = SimpleNamespace(image_size=64, modality="image")
+    squash = SimpleNamespace(image_size=64, modality="image", image_fit="squash")
+    x = prepare(loaded, squash)
+    assert x.tiles.shape == (1, 3, 64, 64) and x.geometry.mode == "squash"
+    assert torch.equal(x.tiles, image_tensor(files / "part.png", 64)[None])
+    assert torch.equal(x.tiles, prepare_path(files / "part.png", squash).tiles)
+    cfg = SimpleNamespace(image_size=64, modality="image")  # image_fit "auto": 80 x 96 is padded
     x = prepare(loaded, cfg)
-    assert x.shape == (1, 3, 64, 64)
-    assert torch.equal(x, image_tensor(files / "part.png", 64)[None])
-    assert torch.equal(x, prepare_path(files / "part.png", cfg))
+    assert x.tiles.shape == (1, 3, 64, 64) and x.geometry.mode == "pad" and x.geometry.canvas == (53, 64)
+    assert torch.equal(x.tiles, prepare_path(files / "part.png", cfg).tiles)
 
 
 def test_a_clip_is_decoded_once_and_each_model_gets_its_own_mel_settings(files):

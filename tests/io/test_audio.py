@@ -433,12 +433,12 @@ def test_signature_then_garbage_is_corrupt_not_unsupported(tmp_path):
 
 
 def test_too_short(tmp_path):
-    path = _write(tmp_path, "blip.flac", _encode(_sine(0.4, 8000), 8000, "FLAC"))
+    path = _write(tmp_path, "blip.flac", _encode(_sine(0.2, 8000), 8000, "FLAC"))
     with pytest.raises(AudioTooShortError) as ei:
         load_audio(path)
     msg = _assert_refused(AudioTooShortError, ei)
-    assert "'blip.flac' lasts 0.40 s" in msg and "minimum is 0.50 s" in msg and "longer recording" in msg
-    assert len(load_audio(path, min_seconds=0.4)) == 6400
+    assert "'blip.flac' lasts 0.20 s" in msg and "minimum is 0.25 s" in msg and "longer recording" in msg
+    assert len(load_audio(path, min_seconds=0.2)) == 3200
     with pytest.raises(AudioTooShortError, match="minimum is 2.00 s"):
         load_audio(_write(tmp_path, "ok.wav", _encode(_sine(1.0, 8000), 8000)), min_seconds=2.0)
 
