@@ -65,6 +65,30 @@ def test_fit_trains_references_evaluates_and_registers(tiny, capsys):
     assert comp.domain_check is not None and comp.domain_check["domain"] == "parts"
     assert service.refresh() == []  # nothing new since
 
+    # the real app lists it at start and serves it through the API, like a bundled set
+    import socket
+
+    from gradio_client import Client, handle_file
+
+    from decodemo.app.blocks import build_app, launch_kwargs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = build_app()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        **launch_kwargs())
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        listed = client.predict("auto", api_name="/refresh_model_sets")
+        assert "parts" in json.dumps(listed)
+        image = sorted((data / "test" / "good").iterdir())[0]
+        result, _ = client.predict(handle_file(str(image)), None, "parts", api_name="/compare")
+        assert result["domain"] == "parts" and [m["method"] for m in result["methods"]] == ["invad"]
+        assert result["domain_check"]["domain"] == "parts" and "in_domain" in result
+    finally:
+        demo.close()
+
 
 def test_fit_refuses_a_bundled_name_and_a_bad_name(tiny, capsys):
     data, _ = tiny
