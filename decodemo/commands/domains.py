@@ -11,7 +11,12 @@ from decodemo.errors import DecodemoError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 #: Rough cost of one training step of each method relative to invad's, on the CPU (for the ETA).
-_STEP_COST = {"invad": 1.0, "recon": 0.8, "vae": 0.5, "decodiff": 1.2, "baseline": 0.0}
+#: Relative cost of one training step, and of each stage's selection, threshold, evaluation and
+#: reference work, for the ETA; from the measured quick fits (screw, 200 images: invad 4.1 min,
+#: recon 8.1, DeCo-Diff 5.5, baseline 0.5, in-domain reference 0.5; fan alike). An invad budget
+#: that does not fix the feature norm trains two UNets.
+_STEP_COST = {"invad": 1.0, "recon": 0.8, "vae": 0.5, "decodiff": 0.5, "baseline": 0.0}
+_STAGE_COST = {"invad": 60.0, "recon": 250.0, "decodiff": 60.0, "baseline": 30.0, "in-domain reference": 30.0}
 
 
 def add_parsers(sub) -> None:
@@ -119,9 +124,13 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
         + (f", {len(layout.test)} test files" if has_test else ", no test/ (no evaluation)")
         + f"; preset {preset}; methods {', '.join(methods)}; registry {path}")
     p = PRESETS[preset]
-    costs = {m: p[m]["steps"] * _STEP_COST[m] + (p["vae"]["steps"] * _STEP_COST["vae"] if m == "decodiff" else 0)
-             + 20.0 for m in methods}  # + selection, threshold and reference work
-    costs["in-domain reference"] = 5.0
+
+    def cost(m: str) -> float:
+        steps = p[m]["steps"] * _STEP_COST[m] * (1 if m != "invad" or "feature_norm" in p[m].get("fixed", ()) else 2)
+        return steps + (p["vae"]["steps"] * _STEP_COST["vae"] if m == "decodiff" else 0.0) + _STAGE_COST[m]
+
+    costs = {m: cost(m) for m in methods}
+    costs["in-domain reference"] = _STAGE_COST["in-domain reference"]
     eta = _Eta(costs, log)
     entries = load_manifest(path) if path.is_file() else {}
     files = [s.path for s in layout.train]
