@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from decodemo import bench
 from decodemo.cli import main
 from decodemo.data.layout import scan_layout
 from decodemo.data.synthetic import make_texture
@@ -222,20 +221,11 @@ def test_dashboard_offers_the_dataset_as_a_zip(reviewed, tmp_path):
         dash.export_dataset(store, "fuzzy")
 
 
-def test_fit_trains_on_the_export_and_registers_the_set(reviewed, tmp_path, monkeypatch):
+def test_fit_trains_on_the_export_and_registers_the_set(reviewed, tmp_path, tiny_budget):
     from decodemo import settings
     from decodemo.hub import ModelRegistry, load_manifest
-    from decodemo.methods.invad.config import InvADConfig
     from decodemo.service import Service
 
-    # the tiny preset and network of tests/commands/test_fit.py
-    monkeypatch.setitem(bench.PRESETS, "quick", {
-        "invad": {"steps": 3, "batch_size": 4}, "recon": {"steps": 2, "batch_size": 4},
-        "vae": {"steps": 2, "batch_size": 4}, "decodiff": {"steps": 2, "batch_size": 4},
-        "baseline": {"steps": 0, "batch_size": 1}})
-    monkeypatch.setattr("decodemo.methods.invad.config.InvADConfig",
-                        lambda **kw: InvADConfig(**{**kw, "image_size": 64, "grid": 8, "block_out_channels": [16, 32],
-                                                    "norm_num_groups": 8}))
     out = tmp_path / "export"
     assert main(["export-dataset", "--domain", "parts", "--out", str(out)]) == 0
     assert main(["fit", "--data", str(out), "--name", "parts", "--methods", "invad"]) == 0

@@ -7,26 +7,12 @@ import json
 
 import pytest
 
-from decodemo import bench
 from decodemo.cli import main
 from decodemo.data.synthetic import write_synthetic_layout
 
 
 @pytest.fixture()
-def tiny(monkeypatch, tmp_path):
-    from decodemo.methods.baseline.config import BaselineConfig
-    from decodemo.methods.invad.config import InvADConfig
-
-    # a preset and networks small enough for a test: the command's own are "quick" and "full"
-    monkeypatch.setitem(bench.PRESETS, "quick", {
-        "invad": {"steps": 3, "batch_size": 4}, "recon": {"steps": 2, "batch_size": 4},
-        "vae": {"steps": 2, "batch_size": 4}, "decodiff": {"steps": 2, "batch_size": 4},
-        "baseline": {"steps": 0, "batch_size": 1}})
-    monkeypatch.setattr("decodemo.methods.invad.config.InvADConfig",
-                        lambda **kw: InvADConfig(**{**kw, "image_size": 64, "grid": 8, "block_out_channels": [16, 32],
-                                                    "norm_num_groups": 8}))
-    monkeypatch.setattr("decodemo.methods.baseline.config.BaselineConfig",
-                        lambda **kw: BaselineConfig(**{**kw, "image_size": 64, "grid": 8}))
+def tiny(tiny_budget, monkeypatch, tmp_path):
     monkeypatch.setenv("DECODEMO_DATA_DIR", str(tmp_path / "home"))
     data = write_synthetic_layout(tmp_path / "parts", modality="image", n_train=12, n_test_good=3, n_test_per_kind=1,
                                   size=64, seed=5)
