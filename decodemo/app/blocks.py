@@ -171,13 +171,16 @@ input's size; audio: mel bands x frames) and the methods' normal versions (PNG).
 
 
 def launch_kwargs() -> dict[str, Any]:
-    """Settings for ``launch()`` (Gradio 6 takes theme and css here)."""
+    """Settings for ``launch()`` (Gradio 6 takes theme and css here). Gradio serves files from
+    the working and temporary folders only; the app also serves its examples and the map files
+    the review store writes once per result (``<data dir>/files/maps``), never the stored inputs."""
     from decodemo.settings import data_dir
 
     from decodemo.app.review import KEYBOARD_JS
 
     return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS, max_file_size="256mb",
-                allowed_paths=[str(data_dir() / "examples")], footer_links=["api"])
+                allowed_paths=[str(data_dir() / "examples"), str(data_dir() / "files" / "maps")],
+                footer_links=["api"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,3 +179,19 @@ def test_reviews_carry_the_login_name(client, inputs):
             Client(f"http://127.0.0.1:{port}/", verbose=False, auth=("ana", "wrong"))
     finally:
         app.close()
+
+
+def test_the_app_may_serve_the_stored_maps_wherever_the_data_dir_is(tmp_path, monkeypatch):
+    # Gradio serves files from the working and temporary folders only; the default data dir
+    # (~/.local/share/decodemo) is neither, and /compare failed there with InvalidPathError.
+    from decodemo.app.blocks import launch_kwargs
+    from decodemo.store import ReviewStore
+
+    monkeypatch.setenv("DECODEMO_DATA_DIR", str(tmp_path / "data"))
+    store = ReviewStore()
+    try:
+        allowed = [Path(p) for p in launch_kwargs()["allowed_paths"]]
+        assert store.path("files/maps") in allowed
+        assert store.path("files/inputs") not in allowed and store.data_dir not in allowed
+    finally:
+        store.close()
