@@ -10,13 +10,13 @@ from pathlib import Path
 from decodemo.errors import DecodemoError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-#: Rough cost of one training step of each method relative to invad's, on the CPU (for the ETA).
-#: Relative cost of one training step, and of each stage's selection, threshold, evaluation and
-#: reference work, for the ETA; from the measured quick fits (screw, 200 images: invad 4.1 min,
-#: recon 8.1, DeCo-Diff 5.5, baseline 0.5, in-domain reference 0.5; fan alike). An invad budget
-#: that does not fix the feature norm trains two UNets.
-_STEP_COST = {"invad": 1.0, "recon": 0.8, "vae": 0.5, "decodiff": 0.5, "baseline": 0.0}
-_STAGE_COST = {"invad": 60.0, "recon": 250.0, "decodiff": 60.0, "baseline": 30.0, "in-domain reference": 30.0}
+#: Relative cost of each stage of a fit (training, selection, threshold, evaluation), for the
+#: ETA: the minutes the measured fits of ../shared/data/screw took (200 images, 2 threads; the
+#: fan layout's quick fit split alike, its recon a little heavier).
+_STAGE_MINUTES = {
+    "quick": {"invad": 4.1, "recon": 8.1, "decodiff": 5.5, "baseline": 0.5, "in-domain reference": 0.5},
+    "full": {"invad": 17.1, "recon": 15.4, "decodiff": 14.4, "baseline": 0.2, "in-domain reference": 0.3},
+}
 
 
 def add_parsers(sub) -> None:
@@ -96,7 +96,7 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
                registry: Path | None = None, device: str = "auto", force: bool = False, log=print) -> dict:
     """Everything ``fit`` does (see its help); returns ``{"seconds", "models", "figures", "registry"}``."""
     from decodemo import settings
-    from decodemo.bench.suite import PRESETS, train_method
+    from decodemo.bench.suite import train_method
     from decodemo.data.layout import refuse_inside_repo, scan_layout
     from decodemo.evaluation import evaluate
     from decodemo.evaluation.reference import normal_reference
@@ -123,14 +123,7 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
     log(f"[fit] {name}: {len(layout.train)} normal training {layout.modality} files from {layout.root}"
         + (f", {len(layout.test)} test files" if has_test else ", no test/ (no evaluation)")
         + f"; preset {preset}; methods {', '.join(methods)}; registry {path}")
-    p = PRESETS[preset]
-
-    def cost(m: str) -> float:
-        steps = p[m]["steps"] * _STEP_COST[m] * (1 if m != "invad" or "feature_norm" in p[m].get("fixed", ()) else 2)
-        return steps + (p["vae"]["steps"] * _STEP_COST["vae"] if m == "decodiff" else 0.0) + _STAGE_COST[m]
-
-    costs = {m: cost(m) for m in methods}
-    costs["in-domain reference"] = _STAGE_COST["in-domain reference"]
+    costs = {m: _STAGE_MINUTES[preset][m] for m in [*methods, "in-domain reference"]}
     eta = _Eta(costs, log)
     entries = load_manifest(path) if path.is_file() else {}
     files = [s.path for s in layout.train]

@@ -62,6 +62,9 @@ def _run_options(t: argparse.ArgumentParser) -> None:
 def _network_options(t: argparse.ArgumentParser) -> None:
     """Input size and the networks' and training inputs' variants."""
     t.add_argument("--image-size", type=int, default=None, help="input size in pixels (invad 256, vae/decodiff 128)")
+    t.add_argument("--shape-crops", type=int, default=None, metavar="N",
+                   help="images: N random non-square crops of each training image, fitted like any upload "
+                        "(default 1; 0: square inputs only, other shapes then squeezed)")
     t.add_argument("--posterior", action="store_true",
                    help="decodiff: train on a fresh sample of each latent's VAE posterior every step (the official "
                         "training) instead of its mean")
@@ -162,6 +165,15 @@ def _one_layout(layouts: dict, method: str) -> dict:
     return layouts
 
 
+def _crops(args) -> dict:
+    """``--shape-crops`` as config fields (none given: each config's default)."""
+    if args.shape_crops is None:
+        return {}
+    if args.shape_crops < 0:
+        raise DecodemoError(f"--shape-crops must be 0 or more; got {args.shape_crops}.")
+    return {"shape_crops": args.shape_crops}
+
+
 def _train_invad(args, layouts: dict, size: int):
     """invad: one layout; the settings not given on the command line are selected."""
     from decodemo.methods.invad.config import InvADConfig
@@ -171,6 +183,7 @@ def _train_invad(args, layouts: dict, size: int):
     given = {"feature_norm": args.feature_norm, "inversion_grid": args.inversion_grid,
              "inversion_steps": args.inversion_steps}
     cfg = InvADConfig(image_size=size, category=name, storage_dtype=args.storage_dtype, backbone=args.backbone,
+                      **_crops(args),
                       **{k: PAPER_SETTINGS[k] if v is None else v for k, v in given.items()})
     _, summary = train_invad(layout, args.out, _settings(args, "invad"), config=cfg,
                              val_fraction=args.val_fraction, resume=args.resume, select=args.select,
@@ -184,7 +197,7 @@ def _train_baseline(args, layouts: dict, size: int):
     from decodemo.training.baseline import train_baseline
 
     (name, layout), = _one_layout(layouts, "baseline").items()
-    cfg = BaselineConfig(image_size=size, category=name, seed=args.seed)
+    cfg = BaselineConfig(image_size=size, category=name, seed=args.seed, **_crops(args))
     _, summary = train_baseline(layout, args.out, _settings(args, "baseline"), config=cfg,
                                 val_fraction=args.val_fraction)
     return summary
@@ -198,7 +211,7 @@ def _train_recon(args, layouts: dict, size: int):
     (name, layout), = _one_layout(layouts, "recon").items()
     given = {"t0": args.t0, "n_draws": args.draws, "map_norm": args.map_norm}
     cfg = ReconConfig(image_size=size, reverse_steps=args.reverse_steps, category=name,
-                      train_t_max=args.train_t_max, storage_dtype=args.storage_dtype,
+                      train_t_max=args.train_t_max, storage_dtype=args.storage_dtype, **_crops(args),
                       **{k: v for k, v in given.items() if v is not None})
     _, summary = train_recon(layout, args.out, _settings(args, "recon"), config=cfg,
                              val_fraction=args.val_fraction, resume=args.resume, select=args.select,
@@ -216,12 +229,12 @@ def _train_latent(args, layouts: dict, size: int):
     if args.gpu_config and args.vae_downsampling != 8:
         raise DecodemoError("--gpu-config has its own VAE (downsampling 8); leave out --vae-downsampling.")
     net = GPU_VAE if args.gpu_config else CPU_VAE_F4 if args.vae_downsampling == 4 else {}
-    vae_cfg = VAEConfig(image_size=size, perceptual_weight=args.perceptual, **net)
+    vae_cfg = VAEConfig(image_size=size, perceptual_weight=args.perceptual, **net, **_crops(args))
     if args.vae_pretrained:
         if args.vae is not None:
             raise DecodemoError("Give either --vae (a trained vae folder) or --vae-pretrained, not both.")
         vae_cfg = VAEConfig(image_size=size, pretrained=args.vae_pretrained, revision=args.vae_revision,
-                            subfolder=args.vae_subfolder)
+                            subfolder=args.vae_subfolder, **_crops(args))
         vae = pretrained_vae(layouts, args.out if args.method == "vae" else None, config=vae_cfg,
                              device=args.device, val_fraction=args.val_fraction, seed=args.seed)
         if args.method == "vae":

@@ -121,6 +121,10 @@ class ModelConfig:
     #: How an image of any shape becomes square inputs: "auto", "pad", "tile" or "squash"
     #: (:mod:`decodemo.inference.shapes`); the same in training and at inference.
     image_fit: str = "auto"
+    #: Training augmentation of image models: random non-square crops per normal training image
+    #: (aspect 1.15 to 2, the image's scale kept), fitted by ``image_fit`` like any upload, so that
+    #: the mirrored borders of a padded input are normal to the model. 0: square inputs only.
+    shape_crops: int = 1
     #: What the training recorded: data, sizes, settings, times, losses.
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -131,8 +135,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> Any:
         """The config of ``data`` (a ``config.json``); unknown or missing fields are named. A
-        folder written before ``image_fit`` existed squeezed every image to a square: it keeps that."""
-        return config_from_dict(cls, {"image_fit": "squash", **data}, where=where)
+        folder written before ``image_fit`` existed squeezed every image to a square: it keeps that;
+        one written before ``shape_crops`` trained on no crops."""
+        return config_from_dict(cls, {"image_fit": "squash", "shape_crops": 0, **data}, where=where)
 
 
 @dataclass

@@ -222,6 +222,7 @@ def _prepare_config(cfg: DeCoDiffConfig, layouts: dict[str, Layout], vae: Latent
         raise DatasetError(f"The VAE was trained on {vae.config.modality} inputs but these folders hold {cfg.modality}.")
     cfg.mel = vae.config.mel
     cfg.image_fit = vae.config.image_fit  # the latents are the VAE's: images are cut as it was trained
+    cfg.shape_crops = vae.config.shape_crops
     return cfg
 
 

@@ -14,7 +14,10 @@ from decodemo.inference import sample_tensors
 from decodemo.io.spectrogram import MelConfig, frames_per_window
 from decodemo.training.split import split_normal
 
-__all__ = ["set_modality", "choose_image_fit", "load_inputs", "split_files", "Split", "load_split"]
+__all__ = ["set_modality", "choose_image_fit", "shape_crops", "load_inputs", "split_files", "Split", "load_split"]
+
+#: The aspect ratios of :func:`shape_crops` (long side over short side).
+CROP_ASPECTS = (1.15, 2.0)
 
 
 def set_modality(cfg: Any, layout: Layout) -> Any:
@@ -22,20 +25,23 @@ def set_modality(cfg: Any, layout: Layout) -> Any:
     settings gets the default ones; an image model's ``image_fit`` "auto" is chosen from the
     training images' shapes (:func:`choose_image_fit`). In place; returns ``cfg``."""
     cfg.modality = layout.modality
-    if layout.modality == "audio" and cfg.mel is None:
-        cfg.mel = MelConfig().to_dict()
+    if layout.modality == "audio":
+        cfg.shape_crops = 0
+        if cfg.mel is None:
+            cfg.mel = MelConfig().to_dict()
     if layout.modality == "image" and getattr(cfg, "image_fit", None) == "auto":
-        cfg.image_fit = choose_image_fit([layout])
+        cfg.image_fit = choose_image_fit([layout], shape_crops=getattr(cfg, "shape_crops", 0))
     return cfg
 
 
-def choose_image_fit(layouts: Sequence[Layout], max_files: int = 500) -> str:
+def choose_image_fit(layouts: Sequence[Layout], max_files: int = 500, *, shape_crops: int = 0) -> str:
     """How images of any shape become square inputs for a model trained on ``layouts``, from
     the shapes of their normal training images (headers only; at most ``max_files`` of each):
 
-    - all (nearly) square, aspect <= 1.05: ``"squash"``. A model that saw only squares scores
-      other shapes best squeezed: padded or tiled crops of normal fabric and texture images
-      scored higher than squeezed ones for recon and invad (README, "Any image shape").
+    - all (nearly) square, aspect <= 1.05: ``"auto"`` when the training adds ``shape_crops``
+      (padded crops are then normal to the model), else ``"squash"``: a model that saw only
+      squares scores other shapes best squeezed (padded or tiled crops of normal fabric images
+      scored higher than squeezed ones for recon and invad; README, "Any image shape").
     - a median aspect above :data:`~decodemo.inference.shapes.TILE_ASPECT`: ``"tile"``
       (long strips are scored in overlapping square tiles at their own scale);
     - otherwise ``"pad"`` (aspect kept, mirror-padded to a square).
@@ -53,21 +59,53 @@ def choose_image_fit(layouts: Sequence[Layout], max_files: int = 500) -> str:
                 w, h = im.size
             aspects.append(max(w, h) / max(1, min(w, h)))
     if not aspects or max(aspects) <= 1.05:
-        return "squash"
+        return "auto" if shape_crops > 0 else "squash"
     return "tile" if float(np.median(aspects)) > TILE_ASPECT else "pad"
 
 
+def shape_crops(img, n: int, rng: np.random.Generator) -> list:
+    """``n`` random non-square crops of a PIL image at its own scale: one side kept whole, the
+    other cut to an aspect drawn from :data:`CROP_ASPECTS` (wide or tall at random), at a random
+    offset. A side that is already the shorter one by more than the drawn aspect is left whole."""
+    w, h = img.size
+    out = []
+    for _ in range(n):
+        aspect = rng.uniform(*CROP_ASPECTS)
+        if rng.random() < 0.5:  # wide: full width, cut height
+            ch = max(8, min(h, round(w / aspect)))
+            top = int(rng.integers(0, h - ch + 1))
+            out.append(img.crop((0, top, w, top + ch)))
+        else:  # tall: full height, cut width
+            cw = max(8, min(w, round(h / aspect)))
+            left = int(rng.integers(0, w - cw + 1))
+            out.append(img.crop((left, 0, left + cw, h)))
+    return out
+
+
 def load_inputs(layout: Layout, indices: Sequence[int], config: Any, *, dense: bool = False,
-                desc: str = "loading") -> list[torch.Tensor]:
+                crops: bool | None = None, desc: str = "loading") -> list[torch.Tensor]:
     """The normal training files ``layout.train[i]`` (``i`` in ``indices``) as ``config``'s model
     inputs (its ``modality``, ``image_size``, ``image_fit`` and ``mel``): one tensor per file,
     ``(n, 3, S, S)`` per image (one input unless ``image_fit`` tiles it), ``(W, 3, S, S)`` windows
-    per audio clip. ``dense``: audio windows at a quarter-window hop, the training augmentation
-    for audio."""
+    per audio clip. ``dense``: the training augmentation: audio windows at a quarter-window hop,
+    and for images (unless ``crops`` is False) each file's ``config.shape_crops`` random
+    non-square crops (:func:`shape_crops`, seeded by the file's index) after its own inputs."""
     mel = MelConfig.from_dict(config.mel) if config.mel else None
     hop = max(1, frames_per_window(mel) // 4) if (mel is not None and dense) else None
-    return sample_tensors([layout.train[i].path for i in indices], modality=config.modality, size=config.image_size,
-                          mel=mel, hop_frames=hop, image_fit=getattr(config, "image_fit", "auto"), desc=desc)
+    fit = getattr(config, "image_fit", "auto")
+    out = sample_tensors([layout.train[i].path for i in indices], modality=config.modality, size=config.image_size,
+                         mel=mel, hop_frames=hop, image_fit=fit, desc=desc)
+    k = int(getattr(config, "shape_crops", 0) or 0)
+    if config.modality == "image" and k > 0 and dense and crops is not False:
+        from decodemo.inference.inputs import image_input
+        from decodemo.io.images import load_image
+
+        for j, i in enumerate(indices):
+            img = load_image(layout.train[i].path)
+            extra = [image_input(c, config.image_size, fit).tiles
+                     for c in shape_crops(img, k, np.random.default_rng([int(i), 9127]))]
+            out[j] = torch.cat([out[j], *extra])
+    return out
 
 
 def split_files(files: list[torch.Tensor], val_fraction: float,

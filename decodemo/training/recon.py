@@ -120,10 +120,11 @@ def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
     if layout.modality == "audio":
         cfg.mel = cfg.mel or MelConfig().to_dict()
         cfg.in_channels = 1
+        cfg.shape_crops = 0
         if cfg.map_norm == "position":
             cfg.map_norm = "row"  # time positions are arbitrary in a window; frequency rows are not
     elif cfg.image_fit == "auto":
-        cfg.image_fit = choose_image_fit([layout])
+        cfg.image_fit = choose_image_fit([layout], shape_crops=cfg.shape_crops)
     return cfg
 
 

@@ -21,7 +21,8 @@ from decodemo.io.spectrogram import MelConfig
 from decodemo.methods.decodiff.config import VAEConfig
 from decodemo.methods.decodiff.model import LatentVAE
 from decodemo.training.loop import TrainSettings, make_accelerator, resolve_device, train_loop
-from decodemo.training.prepare import choose_image_fit, load_inputs, split_files
+from decodemo.training.prepare import choose_image_fit, load_inputs
+from decodemo.training.split import split_normal
 
 __all__ = ["train_vae", "pretrained_vae", "psnr", "modality_of", "split_layout", "encode_all"]
 
@@ -43,11 +44,15 @@ def modality_of(layouts: dict[str, Layout]) -> str:
 def split_layout(layout: Layout, config: Any, val_fraction: float, seed: int, *,
                  dense: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Every normal training file of ``layout`` as ``config``'s inputs (``dense``: audio at a
-    quarter-window hop), split by :func:`~decodemo.training.split.split_normal` -> (fit files,
+    quarter-window hop; images with their shape crops, fit files only), split by
+    :func:`~decodemo.training.split.split_normal` -> (fit files,
     held-out files)."""
-    files = (load_inputs(layout, range(len(layout.train)), config, dense=dense, desc=f"{layout.root.name} train")
-             if layout.train else [])
-    return split_files(files, val_fraction, seed)
+    if not layout.train:
+        return [], []
+    f, v = split_normal(len(layout.train), val_fraction, seed)
+    fit = load_inputs(layout, f, config, dense=dense, desc=f"{layout.root.name} train")
+    held = load_inputs(layout, v, config, dense=dense, crops=False, desc=f"{layout.root.name} held-out")
+    return fit, held
 
 
 def _split_layouts(layouts: dict[str, Layout], config: VAEConfig, val_fraction: float, seed: int, *,
@@ -132,10 +137,11 @@ def _set_modality(cfg: VAEConfig, layouts: dict[str, Layout]) -> None:
     cfg.modality = modality_of(layouts)
     if cfg.modality == "audio":
         cfg.mel = cfg.mel or MelConfig().to_dict()
+        cfg.shape_crops = 0
         if not cfg.pretrained:
             cfg.in_channels = 1
     elif cfg.image_fit == "auto":
-        cfg.image_fit = choose_image_fit(list(layouts.values()))
+        cfg.image_fit = choose_image_fit(list(layouts.values()), shape_crops=cfg.shape_crops)
 
 
 def _log_quality(log, out_dir, cfg: VAEConfig) -> None:

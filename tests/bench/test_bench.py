@@ -92,3 +92,35 @@ def test_bench_refuses_unknown_methods_and_train_without_runs(tiny_sets):
         bench.main(["--data", f"tex={data}", "--methods", "nope"])
     with pytest.raises(SystemExit, match="--runs"):
         bench.main(["--data", f"tex={data}", "--train"])
+
+
+def test_the_efficiency_bench_counts_flops_and_times_them_against_a_same_run_matmul(capsys):
+    from decodemo.bench.efficiency import main
+
+    assert main(["--domain", "texture", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("texture/")]
+    assert [line.split(":")[0] for line in lines] == ["texture/invad", "texture/recon", "texture/decodiff"]
+    for line in lines:
+        gflop = float(line.split("input(s), ")[1].split(" GFLOP")[0])
+        share = float(line.split("GFLOP/s, ")[1].split("%")[0])
+        assert gflop > 0.5 and 0 < share < 500
+    assert "floor at the matmul rate" in out
+
+
+def test_the_shapes_bench_scores_centre_crops_of_normals_against_a_threshold_from_them(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from decodemo.bench.shapes import main
+    from decodemo.data.synthetic import make_texture
+
+    for i in range(6):
+        img, _ = make_texture(np.random.default_rng([5, i]), size=256)
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    assert main(["--model", "texture/invad", "--normals", str(tmp_path), "--crops", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "0.99 quantile of 6 whole normal images" in out
+    for fit in ("pad", "squash"):
+        line = next(x for x in out.splitlines() if x.strip().startswith(fit + ":"))
+        assert "4 crops at" in line and line.rstrip().endswith("of 4 flagged")

@@ -13,7 +13,7 @@ from decodemo.data.synthetic import make_texture
 from decodemo.inference import ImageInput, detect_prepared, image_input, image_tensor, prepare_path
 from decodemo.inference.shapes import IMAGE_FITS, TILE_ASPECT, fit_geometry, stitch, to_inputs
 from decodemo.io.images import image_to_array
-from decodemo.training.prepare import choose_image_fit, load_inputs
+from decodemo.training.prepare import CROP_ASPECTS, choose_image_fit, load_inputs, shape_crops
 
 
 def _noise(h: int, w: int, seed: int = 0) -> Image.Image:
@@ -87,6 +87,47 @@ def test_the_fit_is_chosen_from_the_training_images_shapes_and_used_in_training(
     files = load_inputs(layout, range(len(layout.train)), cfg)
     n = fit_geometry(*shape, 32, mode).n_inputs
     assert all(f.shape == (n, 3, 32, 32) for f in files) and (n > 1) == (mode == "tile")
+
+
+def test_a_square_set_trained_with_shape_crops_pads_other_shapes(tmp_path):
+    layout = _layout(tmp_path, (64, 64))
+    assert choose_image_fit([layout], shape_crops=1) == "auto"
+    assert choose_image_fit([layout], shape_crops=0) == "squash"
+
+
+def test_shape_crops_keep_one_side_whole_and_cut_the_other_to_a_drawn_aspect():
+    crops = shape_crops(_noise(90, 120), 40, np.random.default_rng(0))
+    sizes = {c.size for c in crops}
+    assert len(sizes) > 10  # random aspects and orientations
+    for w, h in sizes:
+        assert w == 120 or h == 90
+        assert CROP_ASPECTS[0] - 0.02 <= max(w, h) / min(w, h) <= max(CROP_ASPECTS[1], 120 / 90) + 0.02
+    assert any(w < h for w, h in sizes) and any(w > h for w, h in sizes)
+
+
+def test_fit_files_get_their_seeded_crops_padded_and_held_out_files_none(tmp_path):
+    from types import SimpleNamespace
+
+    layout = _layout(tmp_path, (64, 64))
+    cfg = SimpleNamespace(modality="image", image_size=32, mel=None, image_fit="auto", shape_crops=2)
+    dense = load_inputs(layout, [0, 1], cfg, dense=True)
+    assert all(f.shape == (3, 3, 32, 32) for f in dense)
+    # the first input is the image itself, the crops are mirror-padded squares at the image's scale
+    assert torch.equal(dense[0][0], load_inputs(layout, [0], cfg)[0][0])
+    assert not torch.equal(dense[0][1], dense[0][0]) and not torch.equal(dense[0][1], dense[1][1])
+    assert torch.equal(load_inputs(layout, [0, 1], cfg, dense=True)[1], dense[1])  # seeded
+    assert all(f.shape == (1, 3, 32, 32) for f in load_inputs(layout, [0, 1], cfg, dense=True, crops=False))
+    cfg.shape_crops = 0
+    assert all(f.shape == (1, 3, 32, 32) for f in load_inputs(layout, [0, 1], cfg, dense=True))
+
+
+def test_a_model_folder_written_before_shape_crops_trained_without_them():
+    from decodemo.methods.recon.config import ReconConfig
+
+    data = ReconConfig().to_dict()
+    assert data["shape_crops"] == 1
+    del data["shape_crops"]
+    assert ReconConfig.from_dict(data).shape_crops == 0
 
 
 def test_a_model_folder_written_before_image_fit_keeps_squashing():
