@@ -213,8 +213,9 @@ def test_threshold_and_training_record_come_from_heldout_normals(textures):
     assert cfg["method"] == "baseline" and cfg["threshold"] == model.config.threshold is not None
     assert "held-out normal" in cfg["threshold_provenance"] and "no test data" in cfg["threshold_provenance"]
     t = cfg["training"]
-    assert t["train_files"] == 12 and t["heldout_normal_files"] == 4 and t["train_patches"] == 12 * 16 * 16
-    assert t["coreset_size"] == math.ceil(0.1 * 12 * 16 * 16) == len(model.memory) and t["device"] == "cpu"
+    # 12 fit images and their 12 shape crops (shape_crops = 1), 16 x 16 patches each
+    assert t["train_files"] == 12 and t["heldout_normal_files"] == 4 and t["train_patches"] == 24 * 16 * 16
+    assert t["coreset_size"] == math.ceil(0.1 * 24 * 16 * 16) == len(model.memory) and t["device"] == "cpu"
     # the held-out files are not in the memory bank: their scores are well above zero, and the
     # threshold is their 0.99 quantile
     from decodemo.training.split import split_normal

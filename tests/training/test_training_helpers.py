@@ -77,7 +77,9 @@ def test_split_loading(tmp_path):
     assert cfg.modality == "image" and cfg.mel is None
     split = load_split(layout, cfg, 0.34, seed=3)
     assert (split.fit_idx, split.val_idx) == split_normal(6, 0.34, 3)
-    assert len(split.fit) == len(split.fit_idx) and all(t.shape == (1, 3, 32, 32) for t in split.fit + split.val)
+    # each fit image brings its shape crop (cfg.shape_crops = 1); held-out images stay whole
+    assert len(split.fit) == len(split.fit_idx) and all(t.shape == (2, 3, 32, 32) for t in split.fit)
+    assert all(t.shape == (1, 3, 32, 32) for t in split.val)
     files = [torch.full((1,), float(i)) for i in range(6)]
     fit, val = split_files(files, 0.34, 3)
     assert [int(f) for f in fit] == split.fit_idx and [int(v) for v in val] == split.val_idx
