@@ -36,32 +36,14 @@ def matmul_rate(repeats: int = 7, n: int = 1024) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def _example(tmp: Path, modality: str) -> Path:
-    import numpy as np
-
-    if modality == "audio":
-        import soundfile as sf
-
-        from decodemo.data.synthetic import SAMPLE_RATE, make_hum
-
-        y, _ = make_hum(np.random.default_rng(9), seconds=5.0, sample_rate=SAMPLE_RATE, anomaly="click")
-        sf.write(tmp / "hum_5s.wav", y, SAMPLE_RATE)
-        return tmp / "hum_5s.wav"
-    from PIL import Image
-
-    from decodemo.data.synthetic import make_texture
-
-    img, _ = make_texture(np.random.default_rng([9, 9]), size=256, defect="crack")
-    Image.fromarray(img).save(tmp / "texture_256.png")
-    return tmp / "texture_256.png"
-
-
 def measure(domain: str, file: Path | None = None, *, repeats: int = 5, log=print) -> dict:
     """The table of the module docstring for ``domain``'s bundled methods, as a dict."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from decodemo.inference import detect_prepared, prepare_path
+    from decodemo.bench.compare import _inputs
+    from decodemo.bench.methods import _median_time
     from decodemo.hub import ModelRegistry
 
     registry = ModelRegistry(device="cpu")
@@ -72,22 +54,17 @@ def measure(domain: str, file: Path | None = None, *, repeats: int = 5, log=prin
     threads = torch.get_num_threads()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        examples = {"audio" if p.suffix == ".wav" else "image": p for _, p, _ in _inputs(Path(tmp))}
         for name in names:
             model = registry.get(name)
-            path = file or _example(Path(tmp), model.config.modality)
+            path = file or examples[model.config.modality]
             x = prepare_path(path, model.config)
             n_in = len(x.windows) if hasattr(x, "windows") else len(x.tiles)
             with FlopCounterMode(display=False) as counter, torch.inference_mode():
                 detect_prepared(model, x, batch_size=16)
             flops = counter.get_total_flops()
             with torch.inference_mode():
-                detect_prepared(model, x, batch_size=16)  # warm-up
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    detect_prepared(model, x, batch_size=16)
-                    times.append(time.perf_counter() - t0)
-            t = statistics.median(times)
+                t = _median_time(lambda: detect_prepared(model, x, batch_size=16), repeats)
             rows.append({"model": name, "file": Path(path).name, "inputs": n_in, "gflop": flops / 1e9,
                          "gflop_per_input": flops / 1e9 / n_in, "seconds": t, "gflop_s": flops / 1e9 / t,
                          "share_of_matmul": flops / t / rate})
