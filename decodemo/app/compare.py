@@ -58,7 +58,16 @@ def _method_md(o) -> str:
             f"`{o.model}` · {o.revision}\n\n"
             f"**score {o.score:.4g}** {rel} threshold {o.threshold:.4g} → "
             f"<span class='{cls}'>{o.decision.upper()}</span>\n\n"
-            f"{_pct_text(o)} · NFE {o.nfe} · {o.latency_ms:.0f} ms")
+            f"{_pct_text(o)} · NFE {o.nfe} · {o.latency_ms:.0f} ms{_shape_text(o)}")
+
+
+def _shape_text(o) -> str:
+    """How a non-square input's score was put on the square normals' scale, if it was."""
+    sh = getattr(o, "shape", None)
+    if not sh:
+        return ""
+    return (f"\n\nshape-calibrated: raw score {sh['raw_score']:.4g} for an input {sh['aspect_deficit']:.0%} "
+            f"short of square, where normal crops of that shape score {sh['crop_mean']:.4g} ± {sh['crop_sd']:.3g}")
 
 
 def _summary_md(comp: Comparison) -> str:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import TITLES
-from decodemo.evaluation.reference import percentile_of, pixel_threshold
+from decodemo.evaluation.reference import percentile_of, pixel_threshold, shape_calibrated
 from decodemo.service.results import Comparison, MethodOutcome
 
 __all__ = ["Service", "DEFAULT_DOMAIN"]
@@ -313,15 +313,16 @@ class Service:
         e = self.registry.entry(reg_name)
         ref = e.reference or {}
         scores = list(ref.get("scores") or [])
+        score, shape = shape_calibrated(float(det.score), det.geometry, ref)
         return MethodOutcome(
-            method=method, model=reg_name, score=float(det.score), threshold=float(threshold),
+            method=method, model=reg_name, score=score, threshold=float(threshold),
             revision=e.hub.revision if e.hub is not None and not e.bundled else f"bundled:{e.sha256[:12]}",
-            default_threshold=float(e.threshold), decision="anomalous" if det.score > threshold else "normal",
-            percentile=percentile_of(float(det.score), scores) if scores else None,
+            default_threshold=float(e.threshold), decision="anomalous" if score > threshold else "normal",
+            percentile=percentile_of(score, scores) if scores else None,
             nfe=int(det.nfe), latency_ms=1000.0 * seconds, map=tf,
             pixel_threshold=pixel_threshold(ref, float(threshold)) if ref else None,
             reference_scores=scores, pixel_quantiles=ref.get("pixel_quantiles"), reconstruction=rec,
-            frame_scores=frames,
+            frame_scores=frames, shape=shape,
         )
 
 

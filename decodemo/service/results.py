@@ -33,6 +33,10 @@ class MethodOutcome:
     pixel_quantiles: dict[str, list[float]] | None
     reconstruction: np.ndarray | None  # image: (H, W, 3) uint8; audio: (n_mels, frames) in [0, 1]
     frame_scores: np.ndarray | None = None  # audio: (frames,) max of the map over frequency
+    #: image: how a padded or squeezed input's score was put on the square normals' scale (its raw
+    #: score, aspect deficit and the normal crops' mean and spread; :func:`~decodemo.evaluation.
+    #: reference.shape_calibrated`); None for square and tiled inputs and for clips
+    shape: dict | None = None
 
     def with_threshold(self, threshold: float) -> "MethodOutcome":
         """The same outcome judged against another threshold (no model is run)."""

@@ -197,10 +197,46 @@ def test_the_service_draws_maps_at_the_exact_size_of_padded_and_tiled_images(ser
             assert o.reconstruction.shape == (*hw, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="models trained on square images only flag a 256x200 crop of a normal "
-                   "texture under every image_fit (README, 'Any image shape'); training on non-square crops is next")
-def test_a_normal_crop_of_a_texture_is_not_flagged_for_its_shape(service, tmp_path):
+def test_a_normal_crop_of_a_texture_is_not_flagged_for_its_shape_and_a_defective_one_still_is(service, tmp_path):
     img, _ = make_texture(np.random.default_rng([77, 0]), size=256, defect=None)
+    bad, mask = make_texture(np.random.default_rng([77, 0]), size=256, defect="scratch")
+    assert mask[28:228].sum() > 0.5 * mask.sum()  # the defect is inside the crop
     Image.fromarray(img[28:228]).save(tmp_path / "crop.png")
+    Image.fromarray(bad[28:228]).save(tmp_path / "bad.png")
     comp = service.compare(tmp_path / "crop.png", domain="texture")
     assert [o.decision for o in comp.outcomes] == ["normal"] * 3
+    from decodemo.app.compare import _method_md
+
+    for o in comp.outcomes:  # the raw score, on the crop's own scale, would have been flagged
+        assert o.shape is not None and o.shape["aspect_deficit"] == pytest.approx(1 - 200 / 256, abs=1e-3)
+        assert o.shape["raw_score"] > o.score
+        assert f"raw score {o.shape['raw_score']:.4g} for an input 22% short of square" in _method_md(o)
+    defective = service.compare(tmp_path / "bad.png", domain="texture")
+    by = {o.method: o for o in defective.outcomes}
+    assert by["invad"].decision == by["recon"].decision == "anomalous"
+    for o in comp.outcomes:
+        assert by[o.method].score > o.score
+
+
+def test_the_shape_calibration_maps_crop_scores_onto_the_square_normals_scale():
+    from decodemo.evaluation.reference import SHAPE_BINS, aspect_deficit, shape_calibrated, shape_calibration
+
+    rng = np.random.default_rng(0)
+    square = rng.normal(1.0, 0.1, 50)
+    f = rng.uniform(0.02, 0.5, 300)
+    crops = np.where(f < 0.3, 3.0, 5.0) + rng.normal(0, 0.5, 300)  # a step between bins
+    cal = shape_calibration(square, f, crops)
+    assert [b["from"] for b in cal["bins"]] == list(SHAPE_BINS[:-1])
+    ref = {"shape": cal}
+    pad = {"mode": "pad", "input": [200, 256]}  # deficit 0.22: the middle bin
+    assert aspect_deficit(pad) == pytest.approx(0.21875)
+    mid = cal["bins"][1]
+    s, how = shape_calibrated(mid["mean"] + 2 * mid["sd"], pad, ref)
+    assert s == pytest.approx(cal["square"]["mean"] + 2 * cal["square"]["sd"])
+    assert how["raw_score"] == pytest.approx(mid["mean"] + 2 * mid["sd"]) and how["bin_from"] == 0.15
+    long = {"mode": "squash", "input": [100, 256]}  # deficit 0.61: beyond the last bin, which is open
+    assert shape_calibrated(5.0, long, ref)[1]["bin_from"] == 0.3
+    for g in ({"mode": "pad", "input": [256, 256]}, {"mode": "tile", "input": [100, 600]}, None):
+        assert shape_calibrated(4.2, g, ref) == (4.2, None)  # squares, tiles and clips are left alone
+    assert shape_calibrated(4.2, pad, {}) == (4.2, None)  # a reference without a calibration
+
