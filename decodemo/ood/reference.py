@@ -37,6 +37,7 @@ import torch
 from decodemo.errors import ModelError
 
 __all__ = ["DomainReference", "DomainCheck", "FEATURE_BLOCKS", "IMAGE_SIZE", "FOLDS", "ANOMALY_QUANTILE", "POOLINGS",
+           "MAX_CLIP_VIEWS",
            "describe", "describe_paths", "features_of_paths", "loaded_views", "loaded_features", "fit_reference",
            "ledoit_wolf", "REFERENCE_FOLDER"]
 
@@ -47,6 +48,8 @@ FOLDS = 5
 #: Synthetic anomalies of the domain below this quantile of their distances stay in domain.
 ANOMALY_QUANTILE = 0.95
 POOLINGS = ("mean", "median")
+#: A clip is described by at most this many of its spectrogram windows (evenly spread).
+MAX_CLIP_VIEWS = 8
 #: At most this many training normals are corrupted into synthetic anomalies (a seeded pick).
 MAX_SYNTHETIC_SOURCES = 60
 #: Where a domain's reference lives in a registry root: ``<root>/<domain>/domain``.
@@ -94,10 +97,16 @@ def image_tensor(img) -> torch.Tensor:
 
 def clip_windows(spectrogram: np.ndarray, mel, waveform: np.ndarray | None = None) -> torch.Tensor:
     """A clip's spectrogram -> its windows ``(W, 3, 224, 224)``, what the reference describes
-    (a clip shorter than a window made one as the models make it, from ``waveform``)."""
+    (a clip shorter than a window made one as the models make it, from ``waveform``). A clip
+    of more than :data:`MAX_CLIP_VIEWS` windows is described by that many, evenly spread from
+    its start to its end: the mean over windows it feeds is estimated as well from them, at a
+    fixed cost per clip whatever its length."""
     from decodemo.inference.inputs import spectrogram_windows
 
-    return spectrogram_windows(spectrogram, mel, IMAGE_SIZE, waveform=waveform)[0]
+    windows = spectrogram_windows(spectrogram, mel, IMAGE_SIZE, waveform=waveform)[0]
+    if windows.shape[0] > MAX_CLIP_VIEWS:
+        windows = windows[np.linspace(0, windows.shape[0] - 1, MAX_CLIP_VIEWS).round().astype(int)]
+    return windows
 
 
 def describe(views: torch.Tensor) -> dict[str, np.ndarray]:

@@ -18,11 +18,30 @@ from decodemo.training.prepare import choose_image_fit, load_split
 from decodemo.training.validation import add_candidate, adopt_selection, build_validation_set, choose, file_scores
 from decodemo.training.validation import set_threshold, validation_figures
 
-__all__ = ["train_recon", "reselect_recon", "CANDIDATES"]
+__all__ = ["train_recon", "reselect_recon", "candidate_values", "AUDIO_NFE_BUDGET", "CANDIDATES"]
 
 #: What ``select="auto"`` tries, in coordinate-search order; the first value of each is the
 #: default reading of the paper (which fixes none of them).
 CANDIDATES = {"t0": (300, 200, 400), "n_draws": (1, 4), "map_norm": ("global", "position")}
+#: Network calls per spectrogram window an audio model may spend (``n_draws x reverse_steps``):
+#: the real-time budget. A 30 s clip in at most 3 s for all three methods on 2 CPU cores
+#: (real-time factor 0.1) leaves about 200 ms per 2 s window at a whole-window hop. One call of
+#: the fan UNet is 2.25 GFLOP: 5 calls for 16 windows are 180 GFLOP, about 1 s on both cores at
+#: the 180 GFLOP/s per core an fp32 matmul reached and the 40 to 50% of it these networks run
+#: at, half the budget, beside DeCo-Diff's 7 and invad's 1.3 GFLOP per window. Candidates above
+#: it are not tried (README, "Any image shape, any clip length", for what it measured).
+AUDIO_NFE_BUDGET = 5
+
+
+def candidate_values(key: str, cfg: ReconConfig) -> tuple:
+    """The values of :data:`CANDIDATES` ``[key]`` that ``cfg``'s model may try: per-position map
+    statistics are per frequency row for audio, and an audio model's ``n_draws`` keep
+    ``n_draws x reverse_steps`` within :data:`AUDIO_NFE_BUDGET` (at least the smallest)."""
+    audio = cfg.modality == "audio"
+    vals = tuple("row" if audio and v == "position" else v for v in CANDIDATES[key])
+    if audio and key == "n_draws":
+        vals = tuple(v for v in vals if v * cfg.reverse_steps <= AUDIO_NFE_BUDGET) or (min(vals),)
+    return vals
 
 
 def _select(model: Recon, stats_inputs: torch.Tensor, synth, *, select: str, fixed: tuple[str, ...], log):
@@ -30,10 +49,9 @@ def _select(model: Recon, stats_inputs: torch.Tensor, synth, *, select: str, fix
     chosen index). On each coordinate the incumbent (the paper reading's value) is kept unless
     another value beats it by more than the selection margin (:func:`choose`)."""
     cfg = model.config
-    audio = cfg.modality == "audio"
 
     def values(key: str) -> tuple:
-        return tuple("row" if audio and v == "position" else v for v in CANDIDATES[key])
+        return candidate_values(key, cfg)
 
     paper = {k: values(k)[0] for k in CANDIDATES}
     candidates: list[dict] = []

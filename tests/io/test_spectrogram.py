@@ -48,6 +48,7 @@ CUSTOM = MelConfig(
     window_hop_seconds=0.5,
 )
 #: a small front end whose window is exactly 32 frames of 32 mel rows (maps are resized 1:1)
+HALF = MelConfig(window_hop_seconds=1.0)
 SMALL = MelConfig(n_mels=32, window_seconds=32 * 256 / 16000, window_hop_seconds=16 * 256 / 16000)
 
 
@@ -81,7 +82,7 @@ def test_defaults():
     assert DEFAULT.fmax_hz == 8000.0 and CUSTOM.fmax_hz == 9000.0
     assert DEFAULT.seconds_per_frame == 0.016 and CUSTOM.seconds_per_frame == pytest.approx(512 / 22050)
     assert frames_per_window(DEFAULT) == 125  # 2 s / 16 ms
-    assert window_hop_frames(DEFAULT) == 62  # round(62.5), half to even
+    assert window_hop_frames(DEFAULT) == frames_per_window(DEFAULT) == 125  # a whole window: each frame once
     assert frames_per_window(SMALL) == 32 and window_hop_frames(SMALL) == 16
 
 
@@ -347,42 +348,44 @@ def test_window_starts_cover_every_frame(cfg):
 
 
 def test_window_starts_examples():
-    # W = 125, hop = 62
-    assert window_starts(125, DEFAULT) == [0]
-    assert window_starts(126, DEFAULT) == [0, 1]
-    assert window_starts(187, DEFAULT) == [0, 62]
-    assert window_starts(300, DEFAULT) == [0, 62, 124, 175]  # 300 - 125 is not a multiple of 62
-    assert window_starts(311, DEFAULT) == [0, 62, 124, 186]  # 311 - 125 is: no extra window
+    # W = 125, hop = 62 (a half-window hop)
+    assert window_starts(125, HALF) == [0]
+    assert window_starts(126, HALF) == [0, 1]
+    assert window_starts(187, HALF) == [0, 62]
+    assert window_starts(300, HALF) == [0, 62, 124, 175]  # 300 - 125 is not a multiple of 62
+    assert window_starts(311, HALF) == [0, 62, 124, 186]  # 311 - 125 is: no extra window
     # 10 s at 16 kHz
     n = 1 + 160000 // 256
-    assert n == 626 and window_starts(n, DEFAULT)[-3:] == [434, 496, 501]
+    assert n == 626 and window_starts(n, HALF)[-3:] == [434, 496, 501]
     with pytest.raises(ValueError):
-        window_starts(0, DEFAULT)
+        window_starts(0, HALF)
+    # the default hop is a whole window: each frame scored once, the last window end-aligned
+    assert window_starts(300, DEFAULT) == [0, 125, 175] and window_starts(250, DEFAULT) == [0, 125]
 
 
 def test_pad_to_window():
-    w = frames_per_window(DEFAULT)
+    w = frames_per_window(HALF)
     rng = np.random.default_rng(0)
     spec = rng.random((128, 40)).astype(np.float32)
-    out = pad_to_window(spec, DEFAULT)
+    out = pad_to_window(spec, HALF)
     assert out.shape == (128, w) and out.dtype == np.float32
     assert np.array_equal(out[:, :40], spec) and np.all(out[:, 40:] == 0.0)
     long = rng.random((128, w)).astype(np.float32)
-    assert pad_to_window(long, DEFAULT) is long  # already one window: untouched
-    edge = pad_to_window(spec, DEFAULT, mode="edge")
+    assert pad_to_window(long, HALF) is long  # already one window: untouched
+    edge = pad_to_window(spec, HALF, mode="edge")
     assert np.all(edge[:, 40:] == spec[:, -1:])
-    wrap = pad_to_window(spec, DEFAULT, mode="wrap")
+    wrap = pad_to_window(spec, HALF, mode="wrap")
     assert np.array_equal(wrap[:, 40:80], spec)
-    refl = pad_to_window(spec, DEFAULT, mode="reflect")
+    refl = pad_to_window(spec, HALF, mode="reflect")
     assert np.array_equal(refl[:, 40], spec[:, 38])
-    one = pad_to_window(spec[:, :1], DEFAULT, mode="reflect")  # reflect of one frame = edge
+    one = pad_to_window(spec[:, :1], HALF, mode="reflect")  # reflect of one frame = edge
     assert np.all(one == spec[:, :1])
-    batch = pad_to_window(rng.random((2, 8, 10)), DEFAULT)
+    batch = pad_to_window(rng.random((2, 8, 10)), HALF)
     assert batch.shape == (2, 8, w)
     with pytest.raises(ValueError, match="unknown pad mode"):
-        pad_to_window(spec, DEFAULT, mode="mean")
+        pad_to_window(spec, HALF, mode="mean")
     with pytest.raises(ValueError, match="empty"):
-        pad_to_window(np.zeros((128, 0)), DEFAULT)
+        pad_to_window(np.zeros((128, 0)), HALF)
 
 
 @pytest.mark.parametrize("n", [1, 19, 32, 33, 47, 48, 82, 100, 113])
@@ -402,7 +405,7 @@ def test_overlap_average_matches_brute_force(n):
 
 def test_overlap_average_by_window_index():
     # each window's map is its index: a frame gets the mean index of the windows covering it
-    n, cfg = 300, DEFAULT
+    n, cfg = 300, HALF
     starts = window_starts(n, cfg)
     assert starts == [0, 62, 124, 175]
     maps = [np.full((3, 125), float(k)) for k in range(len(starts))]

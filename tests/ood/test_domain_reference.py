@@ -142,3 +142,21 @@ def test_the_page_says_out_of_domain_instead_of_a_verdict(tmp_path):
     assert "OUT OF DOMAIN for" in far and "results are not meaningful" in far and "## Verdict" not in far
     near = _summary_md(service.compare(path))
     assert "## Verdict" in near and "OUT OF DOMAIN" not in near and "chosen automatically" in near
+
+
+def test_a_long_clip_is_described_by_a_fixed_number_of_evenly_spread_windows():
+    import torch
+
+    from decodemo.inference.inputs import spectrogram_windows
+    from decodemo.io.spectrogram import MelConfig
+    from decodemo.ood.reference import IMAGE_SIZE, MAX_CLIP_VIEWS, clip_windows
+
+    mel = MelConfig(window_hop_seconds=1.0)
+    rng = np.random.default_rng(3)
+    long = rng.random((mel.n_mels, 60 * 63)).astype(np.float32)  # about 60 s: 59 windows at a 1 s hop
+    every = spectrogram_windows(long, mel, IMAGE_SIZE)[0]
+    some = clip_windows(long, mel)
+    assert every.shape[0] > MAX_CLIP_VIEWS and some.shape == (MAX_CLIP_VIEWS, *every.shape[1:])
+    assert torch.equal(some[0], every[0]) and torch.equal(some[-1], every[-1])
+    short = rng.random((mel.n_mels, 5 * 63)).astype(np.float32)  # 5 s: every window, as before
+    assert torch.equal(clip_windows(short, mel), spectrogram_windows(short, mel, IMAGE_SIZE)[0])

@@ -101,3 +101,16 @@ def test_prefixes_and_the_folder_base(tmp_path):
         InvAD.from_config_and_weights(data, {k: v for k, v in model.folder_tensors().items() if k != "feat_std"})
     again = InvAD.from_pretrained(model.save_pretrained(tmp_path / "m"))
     assert all(torch.equal(v, again.folder_tensors()[k]) for k, v in model.folder_tensors().items())
+
+
+def test_an_audio_recon_tries_only_the_draws_within_the_real_time_budget():
+    from decodemo.training.recon import AUDIO_NFE_BUDGET, CANDIDATES, candidate_values
+
+    image = ReconConfig(modality="image", reverse_steps=5)
+    audio = ReconConfig(modality="audio", reverse_steps=5)
+    assert candidate_values("n_draws", image) == CANDIDATES["n_draws"] == (1, 4)
+    assert candidate_values("n_draws", audio) == (1,)  # 4 draws x 5 steps = 20 calls per window > 5
+    assert all(v * audio.reverse_steps <= AUDIO_NFE_BUDGET for v in candidate_values("n_draws", audio))
+    assert candidate_values("n_draws", ReconConfig(modality="audio", reverse_steps=1)) == (1, 4)
+    assert candidate_values("n_draws", ReconConfig(modality="audio", reverse_steps=50)) == (1,)  # the smallest
+    assert candidate_values("map_norm", audio) == ("global", "row") and candidate_values("t0", audio) == (300, 200, 400)
