@@ -66,8 +66,12 @@ def _shape_text(o) -> str:
     sh = getattr(o, "shape", None)
     if not sh:
         return ""
-    return (f"\n\nshape-calibrated: raw score {sh['raw_score']:.4g} for an input {sh['aspect_deficit']:.0%} "
+    text = (f"\n\nshape-calibrated: raw score {sh['raw_score']:.4g} for an input {sh['aspect_deficit']:.0%} "
             f"short of square, where normal crops of that shape score {sh['crop_mean']:.4g} ± {sh['crop_sd']:.3g}")
+    if sh.get("meaningful") is False:
+        text += (f"\n\n<span class='verdict-ood'>not meaningful for this shape</span>: on normal crops of this "
+                 f"shape this model tells synthetic defects apart with AUROC {sh['defect_auroc']:.2f} only")
+    return text
 
 
 def _summary_md(comp: Comparison) -> str:

@@ -16,6 +16,11 @@ on squares, whatever the content; :func:`shape_calibrated` maps the score of a n
 onto the scale of square normal inputs (the mean and spread of the normal crops of its ``f`` bin
 to those of the square normals), so the threshold, the percentile and the verdict mean the same
 for every shape. Square inputs and tiled ones (whose inputs are squares) are left as they are.
+Each crop also gets one synthetic defect (the validation kinds of :mod:`decodemo.data.anomalies`,
+in turn), and each bin keeps how well the model tells those apart from the normal crops (its
+AUROC). Where that is below :data:`SHAPE_MIN_AUROC` the model cannot judge inputs of that shape,
+and :func:`shape_calibrated` says so (``meaningful`` False): a calibration can move a score onto
+the normal scale, but not give back a discrimination the model does not have there.
 
 ``python -m decodemo reference NAME --data DIR`` computes it and stores it in the manifest.
 """
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 __all__ = ["PIXEL_QUANTILES", "SHAPE_BINS", "SHAPE_CROPS", "aspect_deficit", "normal_reference", "percentile_of",
-           "pixel_threshold", "score_quantile", "shape_calibrated", "shape_calibration"]
+           "pixel_threshold", "score_quantile", "shape_calibrated", "shape_calibration", "SHAPE_MIN_AUROC"]
 
 #: quantiles of the normal map values kept in a reference (enough to interpolate a mask threshold)
 PIXEL_QUANTILES = [0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999]
@@ -39,6 +44,10 @@ SHAPE_BINS = (0.0, 0.15, 0.3, 0.5)
 #: normal crops per reference file: one per bin, wide or tall at random
 SHAPE_CROPS = len(SHAPE_BINS) - 1
 _MIN_SHAPE_SPREAD = 0.25  # a bin's spread is at least this share of the square normals' spread
+#: below this AUROC of synthetic defects against normal crops a bin's verdicts are not meaningful
+#: (fixed beforehand: synthetic defects are easier than real ones, so a model that cannot tell
+#: them apart on crops of a shape cannot judge that shape)
+SHAPE_MIN_AUROC = 0.75
 
 
 def aspect_deficit(geometry: dict | None) -> float:
@@ -69,11 +78,16 @@ def _normal_crops(img, seed: int) -> list:
     return out
 
 
-def shape_calibration(square_scores, crop_deficits, crop_scores) -> dict[str, Any]:
-    """The per-bin mean and spread of normal crop scores next to the square normals' (JSON-ready)."""
+def shape_calibration(square_scores, crop_deficits, crop_scores, defect_deficits=(), defect_scores=()) -> dict[str, Any]:
+    """The per-bin mean and spread of normal crop scores next to the square normals', and the
+    AUROC of the synthetic-defect crops against the normal crops of each bin (JSON-ready)."""
+    from decodemo.metrics.image import auroc
+
     sq = np.asarray(square_scores, dtype=np.float64)
     f = np.asarray(crop_deficits, dtype=np.float64)
     c = np.asarray(crop_scores, dtype=np.float64)
+    fd = np.asarray(defect_deficits, dtype=np.float64)
+    d = np.asarray(defect_scores, dtype=np.float64)
     s0 = float(sq.std(ddof=1)) if sq.size > 1 else 0.0
     bins = []
     for k, lo in enumerate(SHAPE_BINS[:-1]):
@@ -81,8 +95,13 @@ def shape_calibration(square_scores, crop_deficits, crop_scores) -> dict[str, An
         v = c[(f >= lo) & (f < hi)]
         if v.size < 2:
             continue
-        bins.append({"from": lo, "mean": round(float(v.mean()), 6),
-                     "sd": round(max(float(v.std(ddof=1)), _MIN_SHAPE_SPREAD * s0, 1e-12), 6), "n": int(v.size)})
+        b = {"from": lo, "mean": round(float(v.mean()), 6),
+             "sd": round(max(float(v.std(ddof=1)), _MIN_SHAPE_SPREAD * s0, 1e-12), 6), "n": int(v.size)}
+        dv = d[(fd >= lo) & (fd < hi)]
+        if dv.size:
+            b["defect_auroc"] = round(auroc(np.r_[np.zeros(v.size), np.ones(dv.size)], np.r_[v, dv]), 4)
+            b["n_defects"] = int(dv.size)
+        bins.append(b)
     return {"square": {"mean": round(float(sq.mean()), 6), "sd": round(max(s0, 1e-12), 6), "n": int(sq.size)},
             "bins": bins, "n_crops": int(c.size)}
 
@@ -98,8 +117,12 @@ def shape_calibrated(score: float, geometry: dict | None, reference: dict[str, A
     b = b[0]
     sq = cal["square"]
     out = sq["mean"] + (float(score) - b["mean"]) * sq["sd"] / b["sd"]
-    return float(out), {"raw_score": float(score), "aspect_deficit": round(f, 4), "bin_from": b["from"],
-                        "crop_mean": b["mean"], "crop_sd": b["sd"]}
+    how = {"raw_score": float(score), "aspect_deficit": round(f, 4), "bin_from": b["from"],
+           "crop_mean": b["mean"], "crop_sd": b["sd"]}
+    if "defect_auroc" in b:
+        how["defect_auroc"] = b["defect_auroc"]
+        how["meaningful"] = bool(b["defect_auroc"] >= SHAPE_MIN_AUROC)
+    return float(out), how
 
 
 @torch.no_grad()
@@ -135,22 +158,34 @@ def normal_reference(model, paths: Iterable[str | Path], *, category: str | None
 
 
 def _shape_reference(model, paths: list, scores: list[float], kwargs: dict) -> dict[str, Any]:
+    from PIL import Image
     from tqdm.auto import tqdm
 
     from decodemo.inference import detect_prepared, image_input
     from decodemo.io.images import load_image
 
+    from decodemo.data.anomalies import IMAGE_KINDS, image_anomaly
+
     cfg = model.config
-    deficits, crop_scores = [], []
+    fit = getattr(cfg, "image_fit", "auto")
+    found: dict[str, tuple[list, list]] = {"normal": ([], []), "defect": ([], [])}
+
+    def score(img, which: str) -> None:
+        det = detect_prepared(model, image_input(img, cfg.image_size, fit), batch_size=1, **kwargs)
+        f = aspect_deficit(det.geometry)
+        if f > 0:
+            found[which][0].append(f)
+            found[which][1].append(float(det.score))
+
+    k = 0
     for i, p in enumerate(tqdm(paths, desc="shape calibration", unit="file")):
         for crop in _normal_crops(load_image(p), i):
-            x = image_input(crop, cfg.image_size, getattr(cfg, "image_fit", "auto"))
-            det = detect_prepared(model, x, batch_size=1, **kwargs)
-            f = aspect_deficit(det.geometry)
-            if f > 0:
-                deficits.append(f)
-                crop_scores.append(float(det.score))
-    return shape_calibration(scores, deficits, crop_scores)
+            score(crop, "normal")
+            arr = np.asarray(crop, dtype=np.float32) / 255.0
+            bad, _ = image_anomaly(arr, IMAGE_KINDS[k % len(IMAGE_KINDS)], np.random.default_rng([i, k, 8191]))
+            score(Image.fromarray((np.clip(bad, 0, 1) * 255).round().astype(np.uint8)), "defect")
+            k += 1
+    return shape_calibration(scores, *found["normal"], *found["defect"])
 
 
 def percentile_of(score: float, reference_scores) -> float | None:

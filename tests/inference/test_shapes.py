@@ -3,6 +3,8 @@ the per-domain choice from the training images, and the service's maps at the in
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -211,6 +213,7 @@ def test_a_normal_crop_of_a_texture_is_not_flagged_for_its_shape_and_a_defective
         assert o.shape is not None and o.shape["aspect_deficit"] == pytest.approx(1 - 200 / 256, abs=1e-3)
         assert o.shape["raw_score"] > o.score
         assert f"raw score {o.shape['raw_score']:.4g} for an input 22% short of square" in _method_md(o)
+        assert o.shape["meaningful"] is True and "not meaningful" not in _method_md(o)  # defects told apart
     defective = service.compare(tmp_path / "bad.png", domain="texture")
     by = {o.method: o for o in defective.outcomes}
     assert by["invad"].decision == by["recon"].decision == "anomalous"
@@ -240,3 +243,29 @@ def test_the_shape_calibration_maps_crop_scores_onto_the_square_normals_scale():
         assert shape_calibrated(4.2, g, ref) == (4.2, None)  # squares, tiles and clips are left alone
     assert shape_calibrated(4.2, pad, {}) == (4.2, None)  # a reference without a calibration
 
+    # synthetic defects on the crops: told apart in the first two bins, not in the last
+    fd = rng.uniform(0.02, 0.5, 300)
+    defects = np.where(fd < 0.3, 3.0, 5.0) + np.where(fd < 0.3, 3.0, 0.0) + rng.normal(0, 0.5, 300)
+    cal = shape_calibration(square, f, crops, fd, defects)
+    assert [b["defect_auroc"] > 0.99 for b in cal["bins"]] == [True, True, False]
+    assert 0.3 < cal["bins"][2]["defect_auroc"] < 0.7
+    ref = {"shape": cal}
+    assert shape_calibrated(4.0, pad, ref)[1]["meaningful"] is True
+    assert shape_calibrated(4.0, long, ref)[1]["meaningful"] is False
+
+
+
+def test_the_method_panel_says_when_a_model_cannot_judge_the_input_s_shape():
+    from decodemo.app.compare import _method_md
+    from decodemo.service.results import MethodOutcome
+
+    shape = {"raw_score": 30.0, "aspect_deficit": 0.4, "bin_from": 0.3, "crop_mean": 25.0, "crop_sd": 2.0,
+             "defect_auroc": 0.51, "meaningful": False}
+    o = MethodOutcome(method="recon", model="bottle/recon", revision="bundled:abc", score=1.2, threshold=2.0,
+                      default_threshold=2.0, decision="normal", percentile=60.0, nfe=20, latency_ms=5.0,
+                      map=np.zeros((4, 4), np.float32), pixel_threshold=None, reference_scores=[1.0, 2.0],
+                      pixel_quantiles=None, reconstruction=None, shape=shape)
+    text = _method_md(o)
+    assert "raw score 30 for an input 40% short of square" in text
+    assert "not meaningful for this shape" in text and "AUROC 0.51" in text
+    assert "not meaningful" not in _method_md(replace(o, shape={**shape, "defect_auroc": 0.9, "meaningful": True}))
