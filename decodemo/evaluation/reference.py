@@ -113,8 +113,8 @@ def shape_calibrated(score: float, geometry: dict | None, reference: dict[str, A
     f = aspect_deficit(geometry)
     if not cal or not cal.get("bins") or f <= 0 or not np.isfinite(score):
         return score, None
-    b = [x for x in cal["bins"] if x["from"] <= f][-1:] or cal["bins"][:1]
-    b = b[0]
+    # the last bin starting at or below f (the first bin for an f below every bin's start)
+    b = next((x for x in reversed(cal["bins"]) if x["from"] <= f), cal["bins"][0])
     sq = cal["square"]
     out = sq["mean"] + (float(score) - b["mean"]) * sq["sd"] / b["sd"]
     how = {"raw_score": float(score), "aspect_deficit": round(f, 4), "bin_from": b["from"],
@@ -161,10 +161,9 @@ def _shape_reference(model, paths: list, scores: list[float], kwargs: dict) -> d
     from PIL import Image
     from tqdm.auto import tqdm
 
+    from decodemo.data.anomalies import IMAGE_KINDS, image_anomaly
     from decodemo.inference import detect_prepared, image_input
     from decodemo.io.images import load_image
-
-    from decodemo.data.anomalies import IMAGE_KINDS, image_anomaly
 
     cfg = model.config
     fit = getattr(cfg, "image_fit", "auto")
