@@ -81,12 +81,12 @@ class _FoldedConv(nn.Module):
             self.pad, self.padding = None, (top, left)
         else:
             self.pad, self.padding = tuple(pad), (0, 0)
-        self.stride, self.groups, self.act = tuple(conv.stride), conv.groups, act
+        self.stride, self.dilation, self.groups, self.act = tuple(conv.stride), tuple(conv.dilation), conv.groups, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if self.act:
             x = F.hardtanh(x, 0.0, 6.0, inplace=not torch.is_grad_enabled())
         return x
@@ -98,8 +98,8 @@ class _FoldedMBConv(nn.Module):
 
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
-        if block.has_se:
-            raise ModelError("EfficientNet-Lite blocks have no squeeze-excitation; this one does.")
+        if block.has_se or not isinstance(block._swish, nn.ReLU6):
+            raise ModelError("EfficientNet-Lite blocks use ReLU6 and no squeeze-excitation; this one does not.")
         args = block._block_args
         self.expand = _FoldedConv(block._expand_conv, block._bn0, True) if args.expand_ratio != 1 else None
         self.depthwise = _FoldedConv(block._depthwise_conv, block._bn1, True)
@@ -155,6 +155,8 @@ class EfficientNetLiteFeatures(nn.Module):
             raise ModelError(f"Feature blocks of {backbone} must be in 0..{len(table) - 1}, got {blocks}.")
         self.blocks, self.backbone = blocks, backbone
         net = _build(backbone, image_size).eval()
+        if not isinstance(net._swish, nn.ReLU6):
+            raise ModelError(f"{backbone}: the folded stem expects ReLU6, the network uses {type(net._swish).__name__}.")
         # The network is frozen, so each batch norm is folded into its convolution once here
         # (ImageNet statistics): a third fewer passes over the activations at inference.
         self.stem = _FoldedConv(net._conv_stem, net._bn0, True)
@@ -170,7 +172,7 @@ class EfficientNetLiteFeatures(nn.Module):
         return block_channels(self.backbone, self.blocks)
 
     def train(self, mode: bool = True) -> "EfficientNetLiteFeatures":
-        # Always frozen: batch-norm statistics must stay those of ImageNet.
+        # Always frozen: the folded batch norms keep ImageNet's statistics; nothing here trains.
         return super().train(False)
 
     @torch.no_grad()
