@@ -18,19 +18,27 @@ from decodemo.training.prepare import choose_image_fit, load_split
 from decodemo.training.validation import add_candidate, adopt_selection, build_validation_set, choose, file_scores
 from decodemo.training.validation import set_threshold, validation_figures
 
-__all__ = ["train_recon", "reselect_recon", "candidate_values", "AUDIO_NFE_BUDGET", "CANDIDATES"]
+__all__ = ["train_recon", "reselect_recon", "candidate_values", "within_audio_budget", "AUDIO_NFE_BUDGET", "CANDIDATES"]
 
 #: What ``select="auto"`` tries, in coordinate-search order; the first value of each is the
 #: default reading of the paper (which fixes none of them).
 CANDIDATES = {"t0": (300, 200, 400), "n_draws": (1, 4), "map_norm": ("global", "position")}
 #: Network calls per spectrogram window an audio model may spend (``n_draws x reverse_steps``):
 #: the real-time budget. A 30 s clip in at most 3 s for all three methods on 2 CPU cores
-#: (real-time factor 0.1) leaves about 200 ms per 2 s window at a whole-window hop. One call of
-#: the fan UNet is 2.25 GFLOP: 5 calls for 16 windows are 180 GFLOP, about 1 s on both cores at
-#: the 180 GFLOP/s per core an fp32 matmul reached and the 40 to 50% of it these networks run
-#: at, half the budget, beside DeCo-Diff's 7 and invad's 1.3 GFLOP per window. Candidates above
-#: it are not tried (README, "Any image shape, any clip length", for what it measured).
-AUDIO_NFE_BUDGET = 5
+#: (real-time factor 0.1) is 16 windows at a whole-window hop. One call of the fan UNet is
+#: 2.25 GFLOP and recon's reconstruction is about 80% of its time; at 5 calls a window, recon
+#: was 2.4 to 3.0 s of comparisons of 3.4 to 4.6 s there, so 3 calls take 72 of the 16 windows'
+#: GFLOP away. An audio model's ``reverse_steps`` is cut to the budget and only the ``n_draws``
+#: within it are tried (README, "Any image shape, any clip length", for what it costs).
+AUDIO_NFE_BUDGET = 3
+
+
+def within_audio_budget(cfg: ReconConfig) -> ReconConfig:
+    """An audio model's ``reverse_steps`` cut to :data:`AUDIO_NFE_BUDGET` (images: unchanged). In
+    place; returns ``cfg``."""
+    if cfg.modality == "audio":
+        cfg.reverse_steps = min(cfg.reverse_steps, AUDIO_NFE_BUDGET)
+    return cfg
 
 
 def candidate_values(key: str, cfg: ReconConfig) -> tuple:
@@ -132,7 +140,7 @@ def _split_inputs(cfg: ReconConfig, layout: Layout, val_fraction: float, seed: i
 
 def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
     """``cfg`` set for ``layout``: its category and modality; audio is one channel with mel settings
-    (the default ones when it has none) and per-row maps. In place; returns ``cfg``."""
+    (the default ones when it has none), per-row maps and reverse steps within the real-time budget. In place; returns ``cfg``."""
     cfg.modality = layout.modality
     cfg.category = cfg.category or layout.root.name
     if layout.modality == "audio":
@@ -141,6 +149,7 @@ def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
         cfg.shape_crops = 0
         if cfg.map_norm == "position":
             cfg.map_norm = "row"  # time positions are arbitrary in a window; frequency rows are not
+        within_audio_budget(cfg)
     elif cfg.image_fit == "auto":
         cfg.image_fit = choose_image_fit([layout], shape_crops=cfg.shape_crops)
     return cfg
@@ -153,12 +162,16 @@ def reselect_recon(model: Recon, layout: Layout, *, select: str = "auto", fixed:
     before the selection existed): every recon candidate is an inference setting, so the weights
     stay; the split is the training's own (its seed). In place; returns ``model``."""
     cfg = model.config
+    steps = cfg.reverse_steps
+    within_audio_budget(cfg)
     seed = int(cfg.training.get("seed", 0))
     _, _, fit, val = _split_inputs(cfg, layout, val_fraction, seed)
     model.eval()
     _finish(model, fit, val, layout_name=layout.root.name, seed=seed, stats_max=stats_max, select_stats=select_stats,
             select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
-    cfg.selection["rerun"] = "selection run on trained weights; the weights are the training's own"
+    cut = (f" with reverse steps cut from {steps} to {cfg.reverse_steps} by the audio real-time budget "
+           f"({AUDIO_NFE_BUDGET} network calls per window)" if cfg.reverse_steps != steps else "")
+    cfg.selection["rerun"] = f"selection run on trained weights{cut}; the weights are the training's own"
     return model
 
 
