@@ -27,8 +27,8 @@ CANDIDATES = {"t0": (300, 200, 400), "n_draws": (1, 4), "map_norm": ("global", "
 #: the real-time budget. A 30 s clip in at most 3 s for all three methods on 2 CPU cores
 #: (real-time factor 0.1) is 16 windows at a whole-window hop. One call of the fan UNet is
 #: 2.25 GFLOP and recon's reconstruction is about 80% of its time; at 5 calls a window, recon
-#: was 2.4 to 3.0 s of comparisons of 3.4 to 4.6 s there, so 3 calls take 72 of the 16 windows'
-#: GFLOP away. An audio model's ``reverse_steps`` is cut to the budget and only the ``n_draws``
+#: was 2.4 to 2.8 s of comparisons of 4.0 to 4.6 s there, so 3 calls take 72 of the 16 windows'
+#: GFLOP away (the aim is still missed: README). An audio model's ``reverse_steps`` is cut to the budget and only the ``n_draws``
 #: within it are tried (README, "Any image shape, any clip length", for what it costs).
 AUDIO_NFE_BUDGET = 3
 
@@ -140,7 +140,8 @@ def _split_inputs(cfg: ReconConfig, layout: Layout, val_fraction: float, seed: i
 
 def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
     """``cfg`` set for ``layout``: its category and modality; audio is one channel with mel settings
-    (the default ones when it has none), per-row maps and reverse steps within the real-time budget. In place; returns ``cfg``."""
+    (the default ones when it has none), per-row maps and reverse steps within the real-time
+    budget. In place; returns ``cfg``."""
     cfg.modality = layout.modality
     cfg.category = cfg.category or layout.root.name
     if layout.modality == "audio":
