@@ -26,18 +26,22 @@ CANDIDATES = {"t0": (300, 200, 400), "n_draws": (1, 4), "map_norm": ("global", "
 #: Network calls per spectrogram window an audio model may spend (``n_draws x reverse_steps``):
 #: the real-time budget. A 30 s clip in at most 3 s for all three methods on 2 CPU cores
 #: (real-time factor 0.1) is 16 windows at a whole-window hop. One call of the fan UNet is
-#: 2.25 GFLOP and recon's reconstruction is about 80% of its time; at 5 calls a window, recon
-#: was 2.4 to 2.8 s of comparisons of 4.0 to 4.6 s there, so 3 calls take 72 of the 16 windows'
-#: GFLOP away (the aim is still missed: README). An audio model's ``reverse_steps`` is cut to the budget and only the ``n_draws``
-#: within it are tried (README, "Any image shape, any clip length", for what it costs).
-AUDIO_NFE_BUDGET = 3
+#: 2.25 GFLOP (36 GFLOP for the 16 windows); at 3 calls a window recon's reconstruction was
+#: 1.37 s of its 2.2 s and the comparison 3.6 s on a slow hour, so 2 calls take another 36 GFLOP
+#: away. DDIM from t0 = 300 then runs at 300 and 150. An audio model's ``reverse_steps`` is cut
+#: to the budget and only the ``n_draws`` within it are tried (README, "Any image shape, any
+#: clip length", for what each cut cost on validation).
+AUDIO_NFE_BUDGET = 2
 
 
 def within_audio_budget(cfg: ReconConfig) -> ReconConfig:
-    """An audio model's ``reverse_steps`` cut to :data:`AUDIO_NFE_BUDGET` (images: unchanged). In
-    place; returns ``cfg``."""
+    """An audio model's ``reverse_steps`` cut to :data:`AUDIO_NFE_BUDGET`, and its semantic
+    features taken at the window's own side (``feature_size`` at most ``image_size``: a
+    spectrogram window upsampled 2x for the frozen EfficientNet-Lite0 has nothing more to show,
+    and the two feature passes cost 4x the FLOPs there). Images: unchanged. In place; returns ``cfg``."""
     if cfg.modality == "audio":
         cfg.reverse_steps = min(cfg.reverse_steps, AUDIO_NFE_BUDGET)
+        cfg.feature_size = min(cfg.feature_size, cfg.image_size)
     return cfg
 
 
@@ -140,8 +144,8 @@ def _split_inputs(cfg: ReconConfig, layout: Layout, val_fraction: float, seed: i
 
 def _prepare_config(cfg: ReconConfig, layout: Layout) -> ReconConfig:
     """``cfg`` set for ``layout``: its category and modality; audio is one channel with mel settings
-    (the default ones when it has none), per-row maps and reverse steps within the real-time
-    budget. In place; returns ``cfg``."""
+    (the default ones when it has none), per-row maps, reverse steps and feature size within
+    the real-time budget. In place; returns ``cfg``."""
     cfg.modality = layout.modality
     cfg.category = cfg.category or layout.root.name
     if layout.modality == "audio":
@@ -163,15 +167,19 @@ def reselect_recon(model: Recon, layout: Layout, *, select: str = "auto", fixed:
     before the selection existed): every recon candidate is an inference setting, so the weights
     stay; the split is the training's own (its seed). In place; returns ``model``."""
     cfg = model.config
-    steps = cfg.reverse_steps
+    steps, size = cfg.reverse_steps, cfg.feature_size
     within_audio_budget(cfg)
+    if cfg.feature_size != size:
+        model.set_feature_size(cfg.feature_size)  # its ablation statistics are fitted again below
     seed = int(cfg.training.get("seed", 0))
     _, _, fit, val = _split_inputs(cfg, layout, val_fraction, seed)
     model.eval()
     _finish(model, fit, val, layout_name=layout.root.name, seed=seed, stats_max=stats_max, select_stats=select_stats,
             select=select, fixed=fixed, threshold_quantile=threshold_quantile, log=log)
-    cut = (f" with reverse steps cut from {steps} to {cfg.reverse_steps} by the audio real-time budget "
-           f"({AUDIO_NFE_BUDGET} network calls per window)" if cfg.reverse_steps != steps else "")
+    cuts = ([f"reverse steps cut from {steps} to {cfg.reverse_steps}"] if cfg.reverse_steps != steps else []) + \
+        ([f"semantic features from {size} to {cfg.feature_size} px"] if cfg.feature_size != size else [])
+    cut = (f" with {' and '.join(cuts)} by the audio real-time budget ({AUDIO_NFE_BUDGET} network calls "
+           f"per window, features at the window's side)" if cuts else "")
     cfg.selection["rerun"] = f"selection run on trained weights{cut}; the weights are the training's own"
     return model
 

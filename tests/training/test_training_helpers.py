@@ -106,17 +106,19 @@ def test_prefixes_and_the_folder_base(tmp_path):
 def test_an_audio_recon_tries_only_the_draws_within_the_real_time_budget():
     from decodemo.training.recon import AUDIO_NFE_BUDGET, CANDIDATES, candidate_values, within_audio_budget
 
-    image = ReconConfig(modality="image", reverse_steps=5)
-    audio = ReconConfig(modality="audio", reverse_steps=5)
-    assert AUDIO_NFE_BUDGET == 3
+    image = ReconConfig(modality="image", reverse_steps=5, image_size=128, feature_size=256)
+    audio = ReconConfig(modality="audio", reverse_steps=5, image_size=128, feature_size=256)
+    assert AUDIO_NFE_BUDGET == 2
     assert candidate_values("n_draws", image) == CANDIDATES["n_draws"] == (1, 4)
-    assert candidate_values("n_draws", audio) == (1,)  # 4 draws x 5 steps = 20 calls per window > 3
-    assert all(v * audio.reverse_steps <= 5 for v in candidate_values("n_draws", audio))
-    assert candidate_values("n_draws", ReconConfig(modality="audio", reverse_steps=1)) == (1,)  # 4 x 1 > 3
+    assert candidate_values("n_draws", audio) == (1,)  # 4 draws x 5 steps = 20 calls per window > 2
+    assert candidate_values("n_draws", ReconConfig(modality="audio", reverse_steps=1)) == (1,)  # 4 x 1 > 2
     assert candidate_values("n_draws", ReconConfig(modality="audio", reverse_steps=50)) == (1,)  # the smallest
-    # the reverse steps of an audio model are cut to the budget, an image model's are not
+    # an audio model's reverse steps are cut to the budget and its features taken at the
+    # window's own side; an image model keeps both
     assert within_audio_budget(audio) is audio and audio.reverse_steps == AUDIO_NFE_BUDGET
-    assert within_audio_budget(image).reverse_steps == 5
-    assert within_audio_budget(ReconConfig(modality="audio", reverse_steps=2)).reverse_steps == 2
+    assert audio.feature_size == 128
+    assert within_audio_budget(image).reverse_steps == 5 and image.feature_size == 256
+    small = within_audio_budget(ReconConfig(modality="audio", reverse_steps=1, image_size=128, feature_size=64))
+    assert small.reverse_steps == 1 and small.feature_size == 64  # already within: unchanged
     assert all(v * audio.reverse_steps <= AUDIO_NFE_BUDGET for v in candidate_values("n_draws", audio))
     assert candidate_values("map_norm", audio) == ("global", "row") and candidate_values("t0", audio) == (300, 200, 400)

@@ -330,3 +330,37 @@ def test_invad_audio_candidates_standardise_per_frequency_row(tmp_path):
     torch.testing.assert_close(row.feat_std[0, :, 0], feats[:, 0].std(dim=(0, 2)), rtol=1e-4, atol=1e-4)
     std = row.standardise(feats)
     assert float(std[:, :, 7].std()) == pytest.approx(float(std[:, :, 0].std()), rel=0.2)  # every row unit scale
+
+
+def test_select_brings_an_audio_recon_within_the_real_time_budget(tmp_path):
+    """A recon model trained before the budget (more reverse steps, features upsampled past the
+    window) is cut to it by ``select``: same UNet, features rebuilt at the window's side, its
+    map and ablation statistics fitted again, the cuts recorded, and the folder loads as written."""
+    from decodemo.cli import main
+    from decodemo.methods import load_model
+    from decodemo.methods.recon.config import ReconConfig
+    from decodemo.training.recon import AUDIO_NFE_BUDGET, train_recon
+
+    root = tmp_path / "hum"
+    write_synthetic_layout(root, modality="audio", n_train=6, n_test_good=1, n_test_per_kind=1, seconds=2.0, seed=4)
+    cfg = ReconConfig(image_size=32, block_out_channels=[16, 32, 32], norm_num_groups=8, feature_size=64)
+    model, _ = train_recon(scan_layout(root), tmp_path / "m", TrainSettings(steps=2, **FAST), config=cfg,
+                           val_fraction=0.34, select="none", select_stats=4, stats_max=8, **QUIET)
+    assert (model.config.reverse_steps, model.config.feature_size) == (AUDIO_NFE_BUDGET, 32)  # train applies it
+    # as a model from before the budget: 3 steps, features at 64 px
+    model.config.reverse_steps = 3
+    model.set_feature_size(64)
+    model.fit_ablation_stats(torch.rand(4, 3, 32, 32))
+    old = model.save_pretrained(tmp_path / "old")
+    assert tuple(load_model(old).mean_feat_0.shape[-2:]) == (16, 16)  # stride 4 of 64 px
+
+    assert main(["select", "--model", str(old), "--data", str(root), "--out", str(tmp_path / "new"),
+                 "--select", "none", "--val-fraction", "0.34"]) == 0
+    new = load_model(tmp_path / "new")
+    assert (new.config.reverse_steps, new.config.feature_size) == (AUDIO_NFE_BUDGET, 32)
+    assert new.has_ablation and tuple(new.mean_feat_0.shape[-2:]) == (8, 8)
+    rerun = new.config.selection["rerun"]
+    assert "reverse steps cut from 3 to 2" in rerun and "semantic features from 64 to 32 px" in rerun
+    assert all(torch.equal(v, new.unet.state_dict()[k]) for k, v in model.unet.state_dict().items())
+    res = new.detect(torch.rand(2, 3, 32, 32))
+    assert res.nfe == AUDIO_NFE_BUDGET and torch.isfinite(res.scores).all()

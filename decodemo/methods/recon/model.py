@@ -98,7 +98,6 @@ class Recon(FolderModule):
             raise ModelError(f"train_t_max must be in 1..{config.num_train_timesteps}, got {config.train_t_max}.")
         self.config = config
         self.unet = build_unet(config)
-        self.features = EfficientNetLite0Features(config.feature_blocks, image_size=config.feature_size)
         self.register_buffer("alphas_cumprod", config.alphas_cumprod())
         c, s = config.wavelet_channels, config.image_size
         self.register_buffer("wav_mean", torch.zeros(c, 1, 1))
@@ -110,10 +109,18 @@ class Recon(FolderModule):
         # The no-diffusion ablation compares an input with the per-position mean of the normal
         # training inputs (image and features) instead of with a reconstruction.
         self.register_buffer("mean_image", torch.zeros(config.in_channels, s, s))
-        fs = config.feature_size
-        for k, b in enumerate(config.feature_blocks):
-            side = -(-fs // LITE0_BLOCK_STRIDES[b])
-            self.register_buffer(f"mean_feat_{k}", torch.zeros(LITE0_BLOCK_CHANNELS[b], side, side))
+        self.set_feature_size(config.feature_size)
+
+    def set_feature_size(self, size: int) -> None:
+        """Take the semantic features at ``size`` px: the frozen EfficientNet-Lite0 is built for
+        that side ("same" padding depends on it) and the ablation's mean features are emptied
+        (``has_ablation`` is False until :meth:`fit_ablation_stats` runs again)."""
+        device = self.alphas_cumprod.device
+        self.config.feature_size = size
+        self.features = EfficientNetLite0Features(self.config.feature_blocks, image_size=size).to(device)
+        for k, b in enumerate(self.config.feature_blocks):
+            side = -(-size // LITE0_BLOCK_STRIDES[b])
+            self.register_buffer(f"mean_feat_{k}", torch.zeros(LITE0_BLOCK_CHANNELS[b], side, side, device=device))
         self.has_ablation = False
 
     # ---------------------------------------------------------------- representation
