@@ -9,6 +9,7 @@ before the call gets its value.
 | ``DECODEMO_DB_URL`` | the review database (any SQLAlchemy URL, e.g. PostgreSQL) | SQLite in the data directory |
 | ``DECODEMO_DEVICE`` | ``cpu``, ``cuda`` or ``cuda:N`` | CUDA when present, else the CPU |
 | ``DECODEMO_MAX_MODELS`` | models kept in memory at once (least recently used first out) | 32 |
+| ``DECODEMO_FPR_TARGET`` | the false-positive target of ``calibrate`` and ``fit`` thresholds | ``0.01`` |
 | ``DECODEMO_AUTH`` | ``user:password`` pairs, comma-separated, for the app's login | none |
 | ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT`` | where the app listens | ``127.0.0.1``, ``7860`` |
 | ``OAUTH_CLIENT_ID`` | set on a Space with ``hf_oauth``: reviewers sign in with Hugging Face | unset |
@@ -21,7 +22,7 @@ import os
 from pathlib import Path
 
 __all__ = ["MAX_MODELS", "data_dir", "user_registry", "db_url", "device", "max_models", "auth_pairs", "server_name", "server_port",
-           "hf_oauth", "zero_gpu"]
+           "hf_oauth", "zero_gpu", "fpr_target"]
 
 #: Models kept in memory at once: every bundled model (28 names, 27 folders) stays resident after warm-up.
 MAX_MODELS = 32
@@ -77,3 +78,8 @@ def hf_oauth() -> bool:
 
 def zero_gpu() -> bool:
     return bool(_get("SPACES_ZERO_GPU"))
+
+
+def fpr_target() -> float:
+    """The false-positive target of calibrated thresholds (:mod:`decodemo.evaluation.calibration`)."""
+    return float(_get("DECODEMO_FPR_TARGET") or 0.01)

@@ -25,6 +25,7 @@ from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import DIFFUSION_METHODS as METHOD_ORDER
 from decodemo.methods.catalogue import TITLES as METHOD_TITLES
 from decodemo.service.batch import MAX_BATCH_FILES, collect_inputs, run_batch
+from decodemo.app.errors import user_error
 
 __all__ = ["TABLE_HEADERS", "BatchPage", "BatchHandlers", "batch_panel", "table_rows", "wire_batch"]
 
@@ -132,7 +133,7 @@ class BatchHandlers:
         from decodemo.app.review import reviewer_name
 
         if not files:
-            raise gr.Error("Choose some images, sounds or zip archives first.")
+            raise user_error("Choose some images, sounds or zip archives first.")
         t0 = time.perf_counter()
         user = reviewer_name(request, profile)
         workdir = _results_dir() / "batch" / uuid.uuid4().hex
@@ -140,9 +141,9 @@ class BatchHandlers:
             inputs, notes = collect_inputs(files, workdir=workdir, max_files=self.max_files,
                                            label=lambda p: Path(p).name)
         except DecodemoError as exc:
-            raise gr.Error(str(exc), title="This batch cannot be analysed") from None
+            raise user_error(str(exc), title="This batch cannot be analysed") from None
         if not inputs:
-            raise gr.Error("There are no images or sounds in these files. " + " ".join(notes))
+            raise user_error("There are no images or sounds in these files. " + " ".join(notes))
         rows = run_batch(self.service, inputs, domain=domain or "auto", compare=self.compare_handlers.run_models,
                          record=lambda comp: self.store.record(comp, user=user),
                          progress=lambda frac, desc: progress(frac, desc=desc))
@@ -162,7 +163,7 @@ class BatchHandlers:
         if row is None:
             return gr.update(), gr.update()
         if row["error"]:
-            raise gr.Error(f"{row['file']}: {row['error']}", title="This file was not compared")
+            raise user_error(f"{row['file']}: {row['error']}", title="This file was not compared")
         item_id = row["item_id"]
         try:
             comp = self.service.result(row["result_id"])
@@ -189,14 +190,14 @@ class BatchHandlers:
         try:
             item = self.store.item(int(item_id))
         except Exception:
-            raise gr.Error(f"{row['file']} is no longer held; press Compare all again.") from None
+            raise user_error(f"{row['file']} is no longer held; press Compare all again.") from None
         copy = _results_dir() / "batch" / uuid.uuid4().hex / Path(item.name).name
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.store.path(item.file_path), copy)  # where the page may play it from
         try:
             comp = self.compare_handlers.run_models(copy, domain=item.domain, name=item.name)
         except DecodemoError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
         try:
             self.store.record(comp, user=user)  # the same input: the same item, a new run of each method
         except Exception as exc:

@@ -73,13 +73,20 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
             gr.LoginButton()
         review_tabs(service, store)
         with gr.Tab("API"):
-            gr.Markdown(API_DOC)
+            api_md = gr.Markdown(api_doc())
+        demo.load(api_doc, None, api_md, api_visibility="private", show_progress="hidden", queue=False)
 
         h = CompareHandlers(service, store, page)
         outputs, controls = page.outputs(), [page.result, page.opacity, *page.sliders]
         quiet = dict(api_visibility="private", show_progress="hidden")
-        run.click(h.compare, [upload, record, domain], [page.result, page.files], api_name="compare",
-                  concurrency_limit=2).success(h.draw_new, [page.result, page.opacity], outputs, **quiet)
+        # the old results are greyed the moment a run starts (in the browser, no round trip) and
+        # stay greyed after an error; the progress bar, with the method in progress, sits under the button
+        run.click(None, None, None, js=GREY_JS, queue=False)
+        compared = run.click(h.compare, [upload, record, domain], [page.result, page.files], api_name="compare",
+                             concurrency_limit=2, show_progress_on=[page.status])
+        compared.success(h.draw_new, [page.result, page.opacity], outputs, **quiet).then(None, None, None,
+                                                                                       js=UNGREY_JS, queue=False)
+        compared.failure(h.failed, None, [page.summary], **quiet).then(None, None, None, js=FAILED_JS, queue=False)
         for control in (page.opacity, *page.sliders):
             control.release(h.draw, controls, outputs, **quiet)
         refresh.click(h.refresh_domains, [domain], [domain], api_name="refresh_model_sets")
@@ -104,11 +111,12 @@ def _compare_tab(service: Service, examples):
             with gr.Row():
                 domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set", scale=4)
                 refresh = gr.Button("↻ Refresh", size="sm", scale=1, min_width=80)
-            run = gr.Button("Compare", variant="primary")
+            run = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            status = gr.Markdown("", elem_id="compare-progress", elem_classes="compare-progress")
             opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Map opacity")
             reset = gr.Button("Reset thresholds to the models' own", size="sm")
         with gr.Column(scale=2):
-            summary = gr.Markdown("Results appear here.")
+            summary = gr.Markdown("Results appear here.", elem_classes="result-area", elem_id="compare-summary")
             player = gr.Audio(label="The input sound", interactive=False, visible=False)
     gr.Examples([[str(p), d] for p, d in examples], inputs=[upload, domain], label="Examples (generated "
                 "on this machine; solar cells from the elpv-dataset package)", examples_per_page=12)
@@ -116,37 +124,47 @@ def _compare_tab(service: Service, examples):
     panels: dict[str, MethodPanel] = {}
     with gr.Row(equal_height=False):
         for m in METHOD_ORDER:
-            with gr.Column(elem_classes="method-col") as col:
+            with gr.Column(elem_classes="method-col", visible=False) as col:  # shown with the first result
                 panels[m] = MethodPanel(
                     column=col, head=gr.Markdown(f"### {METHOD_TITLES[m]}"),
-                    overlay=gr.Image(label="Anomaly map (cyan: defect mask at the threshold)", type="numpy",
+                    overlay=gr.Image(label="Anomaly map", type="numpy",
                                      interactive=False, format="png", height=300),
                     normal=gr.ImageSlider(label="Input | the method's normal version", type="numpy",
                                           interactive=False, max_height=300),
-                    threshold=gr.Slider(label="Threshold (sensitivity: lower flags more)", minimum=0, maximum=1,
+                    threshold=gr.Slider(label="Threshold (lower flags more)", minimum=0, maximum=1,
                                         value=0.5))
     with gr.Row():
-        ref_plot = gr.Plot(label="Scores against the normal reference")
-        lat_plot = gr.Plot(label="Latency")
+        ref_plot = gr.Plot(label="Scores against the normal reference", elem_classes="result-area")
+        lat_plot = gr.Plot(label="Latency", elem_classes="result-area")
     audio_plot = gr.Plot(label="The sound over time: spectrogram, each method's map and per-frame score "
-                         "(drag to zoom in time, double-click to reset)", visible=False)
+                         "(drag to zoom in time, double-click to reset)", visible=False,
+                         elem_classes="result-area")
     with gr.Accordion("Raw result (the compare API's answer) and map files", open=False):
         result = gr.JSON(label="Result")
         files = gr.File(label="Maps (.npy, float32 at the input's size) and normal versions (.png)",
                         file_count="multiple", interactive=False)
     page = ComparePage(summary=summary, player=player, panels=panels, reference_plot=ref_plot,
                        latency_plot=lat_plot, audio_plot=audio_plot, result=result,
-                       files=files, opacity=opacity, sliders=[p.threshold for p in panels.values()])
+                       files=files, opacity=opacity, sliders=[p.threshold for p in panels.values()], status=status)
     return page, upload, record, domain, run, reset, refresh, batch
 
+
+#: grey the shown results (a new run has started); UNGREY_JS: the new results are drawn
+GREY_JS = "() => { document.body.classList.add('dm-running'); document.body.classList.remove('dm-failed'); }"
+FAILED_JS = "() => { document.body.classList.add('dm-failed'); }"
+UNGREY_JS = "() => { document.body.classList.remove('dm-running'); }"
 
 API_DOC = """### Calling decodemo from Python
 
 ```python
 from gradio_client import Client, handle_file
-client = Client("http://127.0.0.1:7860/")
-result, files = client.predict(handle_file("part.png"), None, "auto", api_name="/compare")
+client = Client("{url}")
+result, files = client.predict(handle_file("part.png"), api_name="/compare")
 ```
+
+`record` (a recorded sound, instead of the upload) and `domain` (the model set; default `"auto"`,
+the set whose training data is closest) are optional: `client.predict(handle_file("fan.wav"),
+domain="fan", api_name="/compare")`.
 
 To record a verdict on it (and read everything back):
 
@@ -164,10 +182,25 @@ rows[0]["domain"], rows[0]["in_domain"], rows[0]["invad_score"], rows[0]["verdic
 ```
 
 `result` holds, per method: `score`, `threshold`, `decision`, `percentile` (of the model's normal
-reference scores), `nfe`, `latency_ms`, the model name and revision, and `map_file`; `summary` holds
-the majority `verdict` and the agreement. `files` are the maps (`<method>_map.npy`, float32, the
-input's size; audio: mel bands x frames) and the methods' normal versions (PNG).
+reference scores), `calibration` (the false-positive target, the number of normal reference
+scores, the guaranteed false-positive rate and its interval), `nfe`, `latency_ms`, the model name
+and revision, and `map_file` / `normal_file`: the names of its files in `files`. `summary` holds
+the fused `verdict`, its `rule` and `reason`, and the false-positive bound of the vote. `files`
+are downloaded by the client: the maps (`<method>_map.npy`, float32, the input's size; audio: mel
+bands x frames) and the methods' normal versions (PNG).
 """
+
+
+def api_doc(request: gr.Request | None = None) -> str:
+    """The API tab's text with the URL this page was reached at (behind a proxy too)."""
+    url = "http://127.0.0.1:7860/"
+    if request is not None:
+        h = request.headers
+        host = h.get("x-forwarded-host") or h.get("host")
+        if host:
+            proto = h.get("x-forwarded-proto") or getattr(getattr(request, "url", None), "scheme", None) or "http"
+            url = f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}/"
+    return API_DOC.replace("{url}", url)
 
 
 def launch_kwargs() -> dict[str, Any]:

@@ -7,6 +7,7 @@ Redraws return ``{component: update}``, so no output is counted by hand.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import DIFFUSION_METHODS as METHOD_ORDER
 from decodemo.methods.catalogue import TITLES as METHOD_TITLES
 from decodemo.service import Comparison, Service
+from decodemo.app.errors import user_error
 
 __all__ = ["DOMAIN_TITLES", "MethodPanel", "ComparePage", "CompareHandlers", "domain_choices"]
 
@@ -58,7 +60,37 @@ def _method_md(o) -> str:
             f"`{o.model}` · {o.revision}\n\n"
             f"**score {o.score:.4g}** {rel} threshold {o.threshold:.4g} → "
             f"<span class='{cls}'>{o.decision.upper()}</span>\n\n"
-            f"{_pct_text(o)} · NFE {o.nfe} · {o.latency_ms:.0f} ms{_shape_text(o)}")
+            f"{_pct_text(o)} · NFE {o.nfe} · {o.latency_ms:.0f} ms{_calibration_text(o)}{_shape_text(o)}"
+            f"\n\n<span class='calibration'>{_mask_text(o)}</span>")
+
+
+def _mask_text(o) -> str:
+    if o.pixel_threshold is None:
+        return "map only: no normal reference for a defect mask"
+    if o.decision == "anomalous":
+        return "cyan outline: the defect mask (map above the pixel threshold)"
+    return "no defect mask drawn: below threshold"
+
+
+def calibration_text(c: dict | None) -> str:
+    """One line on what a threshold promises on normal inputs (its calibration), or ``""``."""
+    if not c:
+        return ""
+    if c["rank"] == 0:
+        return f"below all {c['n']} normal reference scores: every normal input would be flagged"
+    text = (f"at most {c['fpr_bound']:.1%} of normal inputs flagged, guaranteed by {c['n']} normal reference "
+            f"scores ({c['level']:.0%} interval {c['fpr_interval'][0]:.1%} to {c['fpr_interval'][1]:.1%})")
+    target = c.get("target")
+    if target is not None:
+        text = f"false-positive target {target:.1%}: " + text
+        if not c.get("achievable", True):
+            text += f"; the target needs {math.ceil(1 / target - 1)} normals"
+    return text
+
+
+def _calibration_text(o) -> str:
+    text = calibration_text(o.calibration)
+    return f"\n\n<span class='calibration'>{text}</span>" if text else ""
 
 
 def _shape_text(o) -> str:
@@ -87,6 +119,8 @@ def _summary_md(comp: Comparison) -> str:
                 f"below would say {s['verdict']} ({agree}), but they were never shown anything like it.")
     else:
         head = f"## Verdict: <span class='{cls}'>{s['verdict'].upper()}</span> ({agree})"
+    head += f"\n\n{s['reason']}" + (f" · the vote flags at most {s['fpr_bound']:.1%} of normal inputs"
+                                      if s.get("fpr_bound") is not None else "")
     lines = [head, f"`{comp.name}` · {comp.modality} · model set **{DOMAIN_TITLES.get(comp.domain, comp.domain)}** · "
              f"{comp.seconds:.2f} s for the whole comparison"]
     if check is not None:
@@ -125,6 +159,16 @@ def _slider_range(o) -> tuple[float, float, float]:
     pad = 0.15 * (hi - lo) if hi > lo else max(1.0, abs(hi))
     lo, hi = _round_sig(lo - pad, 3), _round_sig(hi + pad, 3)
     return lo, hi, _round_sig((hi - lo) / 500.0, 2)
+
+
+def _shown_threshold(threshold: float, step: float) -> float:
+    """The threshold as its control shows it: the fewest significant digits (4 at least) that
+    stay within a quarter step of it, so that :func:`_snap` takes it back to the exact value."""
+    for digits in range(4, 10):
+        v = _round_sig(threshold, digits)
+        if abs(v - threshold) <= step / 4:
+            return v
+    return float(threshold)
 
 
 def _snap(value: float | None, o) -> float | None:
@@ -169,6 +213,7 @@ class ComparePage:
     files: Any = None
     opacity: Any = None
     sliders: list = field(default_factory=list)
+    status: Any = None  # under the Compare button: the progress bar of a run
 
     def outputs(self) -> list[Any]:
         """The components a redraw may update (Gradio needs them listed once, in any order)."""
@@ -186,7 +231,7 @@ class CompareHandlers:
         # spaces.GPU on a ZeroGPU Space, else as is
         self.run_models = run_models or gpu_task(service.compare, duration=120)
 
-    def compare(self, upload: str | None, record: str | None, domain: str, request: gr.Request = None,
+    def compare(self, upload: str | None, record: str | None = None, domain: str = "auto", request: gr.Request = None,
                 profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """Run the three detectors of a model set on one image or sound.
 
@@ -195,19 +240,20 @@ class CompareHandlers:
             record: a recorded sound, used when nothing is uploaded.
             domain: the model set: "auto" (by file type), or one of the registry's domains.
         Returns:
-            the comparison as JSON (with the ``item_id`` under which the review store keeps it),
-            and the maps (.npy) and normal versions (.png) as files.
+            the comparison as JSON (with the ``item_id`` under which the review store keeps it;
+            ``map_file`` and ``normal_file`` name files of the second output), and the maps (.npy)
+            and normal versions (.png) as files.
         """
         from decodemo.app.review import reviewer_name
 
         path = upload or record
         if not path:
-            raise gr.Error("Upload an image or a sound, record one, or pick an example first.")
+            raise user_error("Upload an image or a sound, record one, or pick an example first.")
         try:
             comp = self.run_models(path, domain=domain or "auto", name=Path(path).name,
                                    progress=lambda frac, desc: progress(frac, desc=desc))
         except DecodemoError as exc:
-            raise gr.Error(str(exc), title="This input cannot be analysed") from None
+            raise user_error(str(exc), title="This input cannot be analysed") from None
         try:  # the store writes each map once; the result names those files
             item_id = self.store.record(comp, user=reviewer_name(request, profile))
             map_files = self.store.map_files(item_id)
@@ -217,6 +263,9 @@ class CompareHandlers:
         res = comp.to_json(_results_dir() / comp.id, map_files=map_files)
         res["item_id"] = item_id
         files = [m[k] for m in res["methods"] for k in ("map_file", "normal_file") if m[k]]
+        for m in res["methods"]:  # the files travel as files; the result names them, not server paths
+            for k in ("map_file", "normal_file"):
+                m[k] = Path(m[k]).name if m[k] else None
         return res, files
 
     def _held(self, result: dict | None) -> Comparison | None:
@@ -225,7 +274,7 @@ class CompareHandlers:
         try:
             return self.service.result(result["id"])
         except DecodemoError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
 
     def draw(self, result: dict | None, opacity: float, *thresholds: float, reset: bool = False) -> dict:
         """Everything the page shows for a held result (no model runs), as ``{component: update}``."""
@@ -248,6 +297,11 @@ class CompareHandlers:
         out[page.latency_plot] = render.latency_figure(comp)
         out[page.audio_plot] = gr.update(value=render.audio_figure(comp) if audio else None, visible=audio)
         return out
+
+    def failed(self) -> str:
+        """The summary after a failed run: the old results stay greyed and are named as old."""
+        return ("## No result for this input\n\nThe comparison stopped with the message shown in the corner. "
+                "The greyed results below belong to the previous input.")
 
     def draw_new(self, result, opacity) -> dict:
         return self.draw(result, opacity, reset=True)
@@ -281,6 +335,6 @@ def _panel_updates(comp: Comparison, o, panel: MethodPanel, opacity: float, rese
         panel.head: _method_md(o),
         panel.overlay: render.method_overlay(comp, o, opacity),
         panel.normal: gr.update(value=nv, visible=nv is not None),
-        panel.threshold: (gr.update(minimum=lo, maximum=hi, step=step, value=_round_sig(o.threshold, 6)) if reset
+        panel.threshold: (gr.update(minimum=lo, maximum=hi, step=step, value=_shown_threshold(o.threshold, step)) if reset
                           else gr.update()),
     }

@@ -18,6 +18,7 @@ from decodemo.app.review_handlers import chosen, reviewer_name
 from decodemo.errors import DecodemoError
 from decodemo.service import Service
 from decodemo.store import ReviewStore, feedback, records, safe_name
+from decodemo.app.errors import user_error
 
 __all__ = ["DashboardView", "dashboard", "pick_model", "apply", "export", "export_dataset"]
 
@@ -88,12 +89,12 @@ def apply(service: Service, store: ReviewStore, model, value, reason, domain, re
           profile: gr.OAuthProfile | None = None) -> DashboardView:
     """Judge ``model`` against ``value`` from now on (kept, with who and why), then redraw."""
     if not model or value is None:
-        raise gr.Error("Pick a model and a threshold.")
+        raise user_error("Pick a model and a threshold.")
     try:
         change = service.apply_threshold(model, float(value), by=reviewer_name(request, profile),
                                          reason=reason or "")
     except DecodemoError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(str(exc)) from None
     gr.Info(f"{model}: threshold {change['old_threshold']:.4g} -> {change['new_threshold']:.4g}; "
             "the compare view uses it from now on.")
     return dashboard(service, store, domain)
@@ -116,7 +117,7 @@ def export_dataset(store: ReviewStore, domain):
 
     domain = chosen(domain)
     if not domain:
-        raise gr.Error("Pick the model set to export under Domain.")
+        raise user_error("Pick the model set to export under Domain.")
     tmp, folder = Path(tempfile.mkdtemp(prefix="decodemo-dataset-")), safe_name(domain)
     try:
         with store.session() as s:
@@ -124,7 +125,7 @@ def export_dataset(store: ReviewStore, domain):
         manifest = write_reviewed_layout(rows, tmp / folder, files_root=store.data_dir, domain=domain)
     except DecodemoError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise gr.Error(str(exc)) from None
+        raise user_error(str(exc)) from None
     archive = shutil.make_archive(str(tmp / f"{folder}_dataset"), "zip", root_dir=tmp, base_dir=folder)
     shutil.rmtree(tmp / folder)
     return archive, manifest["counts"]

@@ -71,7 +71,7 @@ def _map_range(outcome) -> tuple[float, float]:
 def method_overlay(comp, outcome, opacity: float = 0.5) -> np.ndarray:
     """The method's map over the input (audio: over the spectrogram), defect mask outlined."""
     lo, hi = _map_range(outcome)
-    mask = outcome.mask
+    mask = outcome.shown_mask  # drawn only where the decision is anomalous
     if comp.modality == "audio":  # resampled to a legible strip whatever the clip's length
         size = _strip_size(*comp.input.shape)
         return overlay(spectrogram_rgb(_strip(comp.input, size)), np.flipud(_strip(outcome.map, size)), lo=lo,

@@ -21,7 +21,8 @@ from decodemo.errors import DecodemoError
 from decodemo.service import METHOD_ORDER, METHOD_TITLES, Service
 from decodemo.store import ReviewStore
 from decodemo.store import records
-from decodemo.store.records import ItemRecord, RunRecord
+from decodemo.store.records import ItemRecord, ReviewError, RunRecord
+from decodemo.app.errors import user_error
 
 __all__ = ["ALL", "ANY", "chosen", "reviewer_name", "editor_mask", "ReviewView", "ItemView", "show_next", "submit",
            "skip", "undo", "reshow", "submit_api"]
@@ -151,10 +152,16 @@ def _background(service: Service, store: ReviewStore, view: ItemView, show: str)
     return render.overlay(base, m, lo=lo, hi=hi, opacity=0.45, mask=mask)
 
 
+def item_label(item: ItemRecord) -> str:
+    """How the queue names an item so that uploads of the same file name differ: the name, the
+    content hash prefix and the upload time."""
+    return f"{item.name} · {item.sha256[:8]} · {item.uploaded_at:%Y-%m-%d %H:%M}"
+
+
 def _item_view(service: Service, store: ReviewStore, view: ItemView, show: str, header: str, skipped) -> ReviewView:
     item = view.item
     bg = _background(service, store, view, show)
-    title = (f"**Item {item.id}**: `{item.name}` · {item.modality} · {item.domain} · uploaded by "
+    title = (f"**Item {item.id}**: `{item_label(item)}` · {item.modality} · {item.domain} · uploaded by "
              f"{item.uploaded_by}{' (anonymous)' if item.anonymous else ''} · methods disagree "
              f"{item.disagreement:.2f}")
     table = ["| Method | Score | Threshold | Decision |", "|---|---|---|---|"]
@@ -197,7 +204,8 @@ def submit(service: Service, store: ReviewStore, verdict, item_id, editor, right
            profile: gr.OAuthProfile | None = None) -> ReviewView:
     """Store the shown item's review (the painted mask with it), then show the next item."""
     if item_id is None:
-        raise gr.Error("No item is shown; press Load queue.")
+        gr.Warning("No item is shown; press Load queue.")
+        return ReviewView.unchanged()
     me = reviewer_name(request, profile)
     filters = _filters(domain, modality, decision, reviewed_by, include_reviewed)
 
@@ -205,14 +213,15 @@ def submit(service: Service, store: ReviewStore, verdict, item_id, editor, right
         item = records.get_item(s, int(item_id))
         mask = editor_mask(editor, (item.height, item.width), flip=item.modality == "audio")
         if mask is not None and verdict != "anomalous":
-            raise gr.Error("A defect mask goes with an anomalous verdict; erase it or choose Anomalous.")
+            raise ReviewError("A defect mask goes with an anomalous verdict; erase it or choose Anomalous.")
         store.add_review(s, item.id, me, verdict, methods_right=right or [], mask=mask, note=note or "")
         return (mask is not None, *_next_in_queue(s, filters, skipped, me))
 
     try:
         masked, rows, view = store.write(event)
-    except DecodemoError as exc:
-        raise gr.Error(str(exc)) from None
+    except DecodemoError as exc:  # a toast, and the item stays as it is (no error badges)
+        gr.Warning(str(exc))
+        return ReviewView.unchanged()
     gr.Info(f"Saved: item {item_id} {verdict}" + (" with a mask" if masked else ""))
     return _queue_view(service, store, rows, view, show, skipped, me)
 
@@ -229,20 +238,19 @@ def skip(service: Service, store: ReviewStore, item_id, domain, modality, decisi
 
 def undo(service: Service, store: ReviewStore, item_id, show, skipped, request: gr.Request = None,
          profile: gr.OAuthProfile | None = None) -> ReviewView:
-    """Mark your latest version of the shown item's review undone."""
-    if item_id is None:
-        raise gr.Error("No item is shown.")
+    """Undo your most recent review, wherever the queue is, and show that item again."""
     me = reviewer_name(request, profile)
 
     def event(s):
-        records.undo_review(s, int(item_id), me)
-        return _read_item(s, int(item_id), me)
+        undone, _ = records.undo_last_review(s, me)
+        return _read_item(s, undone, me)
 
     try:
         view = store.write(event)
-    except DecodemoError as exc:
-        raise gr.Error(str(exc)) from None
-    gr.Info(f"Undid your last review of item {item_id}.")
+    except DecodemoError as exc:  # nothing of yours to undo: say so, change nothing
+        gr.Warning(str(exc))
+        return ReviewView.unchanged()
+    gr.Info(f"Undid your last review, of item {view.item.id}; it is shown again.")
     return _item_view(service, store, view, show, "Undone; the previous version (if any) is current again.", skipped)
 
 
@@ -281,4 +289,4 @@ def submit_api(store: ReviewStore, item_id, verdict, methods_right, note, mask_f
         return store.submit_review(int(item_id), reviewer_name(request, profile), (verdict or "").strip(),
                                    methods_right=right, mask=mask, note=note or "")
     except DecodemoError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(str(exc)) from None

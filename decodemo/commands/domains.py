@@ -97,6 +97,7 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
     """Everything ``fit`` does (see its help); returns ``{"seconds", "models", "figures", "registry"}``."""
     from decodemo import settings
     from decodemo.bench.suite import train_method
+    from decodemo.commands.registry import calibrate_entry
     from decodemo.data.layout import refuse_inside_repo, scan_layout
     from decodemo.evaluation import evaluate
     from decodemo.evaluation.reference import normal_reference
@@ -147,6 +148,7 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
                                   training_data=f"{layout.root} train/good ({len(files)} files), fit --preset {preset}")
         entry.reference = normal_reference(model, held_out, source=f"{len(held_out)} held-out normal training files "
                                                                   f"of {layout.root.name} (val_fraction 0.1, seed 0)")
+        calibrate_entry(entry, settings.fpr_target())  # the threshold for the false-positive target
         entries[entry.name] = entry
         save_manifest(entries, path)
         figures[method] = fig

@@ -23,7 +23,17 @@ def add_parsers(sub) -> None:
     n.add_argument("--seed", type=int, default=0, help="the training's seed (default 0)")
     n.add_argument("--threshold-quantile", type=float, default=None,
                    help="also set the entry's threshold to this quantile of the reference scores")
+    n.add_argument("--fpr-target", type=float, default=None,
+                   help="also set the entry's threshold to the split-conformal threshold of the reference scores "
+                        "for this false-positive target (e.g. 0.01)")
     n.add_argument("--manifest", type=Path, default=None)
+
+    c = sub.add_parser("calibrate-thresholds", help="set registry thresholds to the split-conformal threshold of their normal "
+                                         "reference scores for a false-positive target (no model is run)")
+    c.add_argument("names", nargs="*", help="registry names (default: every entry with a normal reference)")
+    c.add_argument("--target", type=float, default=None, help="false-positive target (default 0.01, or "
+                                                              "DECODEMO_FPR_TARGET)")
+    c.add_argument("--manifest", type=Path, default=None)
 
     m = sub.add_parser("models", help="list the model registry and where each entry would load from")
     m.add_argument("--manifest", type=Path, default=None, help="default: checkpoints/registry.json")
@@ -107,10 +117,52 @@ def _cmd_reference(args) -> int:
         entry.threshold_provenance = (f"{args.threshold_quantile:g} quantile of the scores of {source}; "
                                       "no test data used")
         print(f"{args.name}: threshold {old:.4g} -> {entry.threshold:.4g}")
+    if args.fpr_target is not None:
+        old = entry.threshold
+        calibrate_entry(entry, args.fpr_target)
+        print(f"{args.name}: threshold {old:.4g} -> {entry.threshold:.4g} ({entry.threshold_provenance})")
     save_manifest(entries, path)
     s = np.asarray(ref["scores"])
     print(f"{args.name}: normal reference of {ref['n']} inputs (scores {s.min():.4g} .. {s.max():.4g}, "
           f"median {np.median(s):.4g}); written to {path}")
+    return 0
+
+
+def calibrate_entry(entry, target: float) -> None:
+    """Set ``entry``'s threshold to the split-conformal threshold of its normal reference scores
+    for the false-positive ``target``, with its provenance and calibration."""
+    from decodemo.errors import DecodemoError
+    from decodemo.evaluation.calibration import conformal_threshold, provenance
+
+    ref = entry.reference or {}
+    if not ref.get("scores"):
+        raise DecodemoError(f"{entry.name} has no normal reference; run `python -m decodemo reference` first.")
+    entry.threshold, info = conformal_threshold(ref["scores"], target)
+    entry.calibration = info
+    entry.threshold_provenance = provenance(info, ref.get("source") or "normal inputs")
+
+
+def _cmd_calibrate_thresholds(args) -> int:
+    from decodemo import settings
+    from decodemo.hub import load_manifest, save_manifest
+
+    path = _manifest(args)
+    entries = load_manifest(path)
+    target = args.target if args.target is not None else settings.fpr_target()
+    names = args.names or [n for n, e in entries.items() if e.reference.get("scores")]
+    unknown = [n for n in names if n not in entries]
+    if unknown:
+        raise SystemExit(f"Unknown registry name(s): {', '.join(unknown)}")
+    for n in names:
+        e = entries[n]
+        old = e.threshold
+        calibrate_entry(e, target)
+        c = e.calibration
+        print(f"{n:<22} {old:>10.4g} -> {e.threshold:<10.4g} n {c['n']:>3}  guaranteed FPR {c['fpr_bound']:.1%} "
+              f"({c['level']:.0%}: {c['fpr_interval'][0]:.1%}-{c['fpr_interval'][1]:.1%})"
+              + ("" if c["achievable"] else f"  target {target:.1%} not reachable with {c['n']} scores"))
+    save_manifest(entries, path)
+    print(f"{len(names)} thresholds calibrated for a false-positive target of {target:.1%}; written to {path}")
     return 0
 
 
@@ -187,5 +239,6 @@ def _cmd_register(args) -> int:
     return 0
 
 
-HANDLERS = {"compare": _cmd_compare, "reference": _cmd_reference, "models": _cmd_models, "card": _cmd_card,
+HANDLERS = {"compare": _cmd_compare, "reference": _cmd_reference, "calibrate-thresholds": _cmd_calibrate_thresholds,
+            "models": _cmd_models, "card": _cmd_card,
             "push": _cmd_push, "register": _cmd_register}

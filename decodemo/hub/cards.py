@@ -111,6 +111,7 @@ Licence of the data, which the weights inherit: {entry.licence or 'not recorded'
 
 ## Decision threshold
 {entry.threshold:.6g}: {entry.threshold_provenance}
+{_calibration(entry)}
 
 ## Figures (test split of the training data's source)
 | metric | value |
@@ -123,6 +124,15 @@ Licence of the data, which the weights inherit: {entry.licence or 'not recorded'
 ## Deviations from the paper
 {_deviations(entry.method) or 'See the method README in decodemo.'}
 """
+
+
+def _calibration(entry) -> str:
+    """The threshold's false-positive guarantee on normal inputs, as the app shows it."""
+    from decodemo.app.compare import calibration_text
+    from decodemo.service.results import calibrated
+
+    c = calibrated((entry.reference or {}).get("scores"), entry.threshold, (entry.calibration or {}).get("target"))
+    return f"\nOn normal inputs: {calibration_text(c)}.\n" if c else ""
 
 
 def push(name: str, repo_id: str, *, manifest: str | Path = MANIFEST, root: str | Path = CHECKPOINTS,

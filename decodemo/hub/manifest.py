@@ -57,6 +57,9 @@ class Entry:
     paper: str = ""
     #: normal reference (decodemo.evaluation.reference): scores and map quantiles on normal inputs
     reference: dict[str, Any] = field(default_factory=dict)
+    #: how the threshold was calibrated (decodemo.evaluation.calibration.describe with its target):
+    #: the false-positive target, the reference's size, the guarantee and its interval
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -123,6 +126,7 @@ def _entry(name: str, raw: Any, where: str) -> Entry:
         training_data=need("training_data", str, optional=True) or "",
         licence=need("licence", str, optional=True) or "", paper=need("paper", str, optional=True) or "",
         reference=_reference(name, need("reference", dict, optional=True) or {}, where),
+        calibration=need("calibration", dict, optional=True) or {},
     )
 
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import TITLES
 from decodemo.evaluation.reference import percentile_of, pixel_threshold, shape_calibrated
-from decodemo.service.results import Comparison, MethodOutcome
+from decodemo.service.results import Comparison, MethodOutcome, calibrated
 
 __all__ = ["Service", "DEFAULT_DOMAIN"]
 
@@ -323,6 +323,7 @@ class Service:
             pixel_threshold=pixel_threshold(ref, float(threshold)) if ref else None,
             reference_scores=scores, pixel_quantiles=ref.get("pixel_quantiles"), reconstruction=rec,
             frame_scores=frames, shape=shape,
+            calibration=calibrated(scores, float(threshold), (e.calibration or {}).get("target")),
         )
 
 

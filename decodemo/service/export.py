@@ -29,6 +29,7 @@ def comparison_json(comp, out_dir: str | Path | None = None, *, map_files: dict[
             "default_threshold": o.default_threshold, "decision": o.decision, "percentile": o.percentile,
             "nfe": o.nfe, "latency_ms": round(o.latency_ms, 1), "pixel_threshold": o.pixel_threshold,
             "map_shape": list(o.map.shape), "map_file": None, "normal_file": None, "shape": o.shape,
+            "calibration": o.calibration,
         }
         if map_files and o.method in map_files:
             row["map_file"] = str(map_files[o.method])

@@ -8,9 +8,21 @@ from typing import Any
 
 import numpy as np
 
+from decodemo.evaluation.calibration import describe, vote_bound
 from decodemo.evaluation.reference import pixel_threshold
 
-__all__ = ["MethodOutcome", "Comparison", "summarise"]
+__all__ = ["MethodOutcome", "Comparison", "calibrated", "summarise", "FUSION_RULE"]
+
+#: the fused verdict's rule, as the page and the API state it
+FUSION_RULE = ("majority vote: anomalous when more than half of the methods score above their calibrated "
+               "thresholds")
+
+
+def calibrated(reference_scores, threshold: float, target: float | None) -> dict | None:
+    """What ``threshold`` promises over ``reference_scores`` (None without a reference)."""
+    if not reference_scores:
+        return None
+    return describe(reference_scores, threshold, target=target)
 
 
 @dataclass
@@ -37,17 +49,29 @@ class MethodOutcome:
     #: score, aspect deficit and the normal crops' mean and spread; :func:`~decodemo.evaluation.
     #: reference.shape_calibrated`); None for square and tiled inputs and for clips
     shape: dict | None = None
+    #: what the threshold promises on normal inputs (:func:`decodemo.evaluation.calibration.describe`:
+    #: the false-positive target, the reference's size, the guaranteed rate and its interval);
+    #: None where the model has no normal reference
+    calibration: dict | None = None
 
     def with_threshold(self, threshold: float) -> "MethodOutcome":
         """The same outcome judged against another threshold (no model is run)."""
         ref = {"scores": self.reference_scores, "pixel_quantiles": self.pixel_quantiles}
         return replace(self, threshold=float(threshold),
                        decision="anomalous" if self.score > threshold else "normal",
-                       pixel_threshold=pixel_threshold(ref, float(threshold)))
+                       pixel_threshold=pixel_threshold(ref, float(threshold)),
+                       calibration=calibrated(self.reference_scores, float(threshold),
+                                              (self.calibration or {}).get("target")))
 
     @property
     def mask(self) -> np.ndarray | None:
+        """The map above the pixel threshold (whatever the decision)."""
         return None if self.pixel_threshold is None else self.map > self.pixel_threshold
+
+    @property
+    def shown_mask(self) -> np.ndarray | None:
+        """The defect mask the page draws: only where the decision is anomalous."""
+        return self.mask if self.decision == "anomalous" else None
 
 
 @dataclass
@@ -109,12 +133,25 @@ class Comparison:
         return comparison_json(self, out_dir, map_files=map_files)
 
 def summarise(outcomes: list[MethodOutcome]) -> dict[str, Any]:
+    """The fused verdict (:data:`FUSION_RULE`), with its reason and the false-positive rate the
+    rule guarantees on normal inputs given the methods' calibrations."""
+    from decodemo.methods.catalogue import TITLES
+
     n = len(outcomes)
     k = sum(o.decision == "anomalous" for o in outcomes)
     verdict = "anomalous" if 2 * k > n else "normal"
     pcts = [o.percentile for o in outcomes if o.percentile is not None]
+    above = [TITLES.get(o.method, o.method) for o in outcomes if o.decision == "anomalous"]
+    need = n // 2 + 1
+    reason = (f"{k} of {n} methods above their calibrated thresholds"
+              + (f" ({', '.join(above)})" if above else "") + f"; {need} needed for anomalous")
+    bounds = [o.calibration["fpr_bound"] for o in outcomes if o.calibration]
     return {
         "verdict": verdict,
+        "rule": FUSION_RULE,
+        "reason": reason,
+        # the vote's false-positive bound on normal inputs (None unless every method is calibrated)
+        "fpr_bound": round(vote_bound(bounds), 6) if n and len(bounds) == n else None,
         "votes_anomalous": k,
         "n_methods": n,
         "agreement": round(max(k, n - k) / n, 4) if n else None,

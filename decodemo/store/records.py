@@ -240,6 +240,17 @@ def undo_review(s: Session, item_id: int, reviewer: str | None, *, by: str | Non
     return _review_dict(live[1]) if len(live) > 1 else None
 
 
+def undo_last_review(s: Session, reviewer: str | None) -> tuple[int, dict[str, Any] | None]:
+    """Mark ``reviewer``'s most recent live review, of whichever item, undone -> ``(item_id, the
+    review of that item current afterwards or None)``."""
+    name = reviewer_label(reviewer)
+    last = s.scalars(select(Review).where(Review.reviewer == name, Review.undone_at.is_(None))
+                     .order_by(Review.created_at.desc(), Review.id.desc()).limit(1)).first()
+    if last is None:
+        raise ReviewError(f"{name} has no review left to undo.")
+    return last.item_id, undo_review(s, last.item_id, reviewer)
+
+
 def history(s: Session, item_id: int, reviewer: str | None = None) -> list[dict[str, Any]]:
     """Every version of the item's reviews (of ``reviewer``'s only, when given), undone ones too."""
     q = select(Review).where(Review.item_id == item_id)

@@ -51,11 +51,12 @@ def test_one_read_of_the_upload_and_one_write_of_each_map(tmp_path, upload, monk
     maps = sorted(p for p in tmp_path.rglob("*.npy"))
     assert len(maps) == len(METHOD_ORDER)  # each map once, in the store; none in the results folder
     assert all(tmp_path / "store" in p.parents for p in maps)
-    named = {m["method"]: Path(m["map_file"]) for m in res["methods"]}
-    assert set(named.values()) == set(maps)
-    for m in res["methods"]:
-        arr = np.load(named[m["method"]], allow_pickle=False)
-        assert arr.shape == (128, 128) and named[m["method"]].name == f"{m['method']}_map.npy"
+    by_name = {Path(f).name: Path(f) for f in files}
+    assert {p for p in by_name.values() if p.suffix == ".npy"} == set(maps)
+    for m in res["methods"]:  # the result names the files of the second output, never a server path
+        assert m["map_file"] == f"{m['method']}_map.npy" and "/" not in m["map_file"]
+        arr = np.load(by_name[m["map_file"]], allow_pickle=False)
+        assert arr.shape == (128, 128)
     stored = list((tmp_path / "store").rglob("upload*")) + list((tmp_path / "store" / "files" / "inputs").rglob("*.png"))
     assert stored and stored[0].read_bytes() == upload.read_bytes()
     assert {Path(f).name for f in files} >= {f"{m}_map.npy" for m in METHOD_ORDER}

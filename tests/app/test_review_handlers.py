@@ -77,12 +77,18 @@ def test_review_events_show_store_and_undo_in_one_session_each(app, tmp_path):
     shown = rv.show_next(service, store, *NO_FILTER, [], "decodiff")
     assert len(opened) == 1 and isinstance(shown, ReviewView) and len(shown) == 7
     assert shown.item_id == torn  # the methods disagree most on it
-    assert "2 pending" in shown.info and "`torn.png`" in shown.info and "anonymous" in shown.info
+    assert "2 pending" in shown.info and "`torn.png · " in shown.info and "anonymous" in shown.info
+    item = store.item(torn)  # named apart from other uploads of the same file name: hash prefix and time
+    assert f"`torn.png · {item.sha256[:8]} · {item.uploaded_at:%Y-%m-%d %H:%M}`" in shown.info
     assert shown.editor["background"].shape == (*SIZE, 3) and shown.history == "_No review of yours yet._"
 
-    with pytest.raises(gr.Error, match="anomalous verdict"):
-        rv.submit(service, store, "normal", torn, _painted(slice(1, 3), slice(2, 5)), [], "", *NO_FILTER, [],
-                  "decodiff")
+    warned = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
+    # an expected mistake is a warning toast and leaves the item as it is: no error badges
+    assert rv.submit(service, store, "normal", torn, _painted(slice(1, 3), slice(2, 5)), [], "", *NO_FILTER, [],
+                     "decodiff") == ReviewView.unchanged()
+    assert "anomalous verdict" in warned[-1] and store.current_reviews(torn) == []
     opened.clear()
     after = rv.submit(service, store, "anomalous", torn, _painted(slice(1, 3), slice(2, 5)), ["invad"], "tear",
                       *NO_FILTER, [], "decodiff")
@@ -96,10 +102,14 @@ def test_review_events_show_store_and_undo_in_one_session_each(app, tmp_path):
     assert len(opened) == 1 and again.item_id == torn and "v1 anomalous" in again.history
     assert again.right == gr.update(value=["invad"]) and again.note == "tear"
     opened.clear()
-    undone = rv.undo(service, store, torn, "invad", [])
-    assert len(opened) == 1 and "(undone)" in undone.history and store.current_reviews(torn) == []
-    with pytest.raises(gr.Error, match="no review"):
-        rv.undo(service, store, torn, "invad", [])
+    # Z acts on the reviewer's own last review wherever the queue is (here: calm is shown)
+    undone = rv.undo(service, store, calm, "invad", [])
+    assert len(opened) == 1 and undone.item_id == torn and "(undone)" in undone.history
+    assert store.current_reviews(torn) == []
+    assert rv.undo(service, store, torn, "invad", []) == ReviewView.unchanged()
+    assert "no review left to undo" in warned[-1]
+    assert rv.submit(service, store, "normal", None, None, [], "", *NO_FILTER, [], "decodiff") == ReviewView.unchanged()
+    monkey.undo()
 
     skipped = rv.skip(service, store, torn, *NO_FILTER, [], "decodiff")
     assert skipped.skipped == [torn] and skipped.item_id == calm  # the skipped item goes to the end

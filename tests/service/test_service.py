@@ -163,3 +163,30 @@ def test_the_bottle_baseline_is_a_reference_row_not_a_vote(service, texture_file
     assert res["reference"]["counts_in_verdict"] is False and res["summary"]["n_methods"] == 3
     assert "reference only, not counted" in _summary_md(comp)
     assert service.compare(texture_files["crack"][0], domain="texture").reference is None
+
+
+def test_decisions_carry_their_calibration_and_the_vote_its_reason(image_comparisons, service):
+    from decodemo.app.render import method_overlay
+
+    comp = image_comparisons["crack"]
+    s = comp.summary()
+    assert s["rule"].startswith("majority vote") and f"{s['votes_anomalous']} of 3 methods" in s["reason"]
+    for o in comp.outcomes:
+        c = o.calibration
+        entry = service.registry.entry(o.model)
+        assert c["n"] == len(entry.reference["scores"]) and c["target"] == entry.calibration["target"]
+        assert c["fpr_bound"] == pytest.approx((c["n"] + 1 - c["rank"]) / (c["n"] + 1), abs=1e-6)
+        # the shipped threshold is the conformal one: its rank among the normal scores is the conformal rank
+        from decodemo.evaluation.calibration import conformal_rank
+
+        assert c["rank"] == conformal_rank(c["n"], c["target"])
+        moved = o.with_threshold(-1e9)  # an applied threshold is described by the rank it reaches
+        assert moved.calibration["rank"] == 0 and moved.calibration["fpr_bound"] == 1.0
+    assert s["fpr_bound"] == pytest.approx(sum(o.calibration["fpr_bound"] for o in comp.outcomes) / 2, abs=1e-5)
+    # the defect mask is drawn only where the decision is anomalous
+    o = comp.outcome("decodiff")
+    above, below = o.with_threshold(o.score - 1e-3), o.with_threshold(o.score + 1e-3)
+    assert above.shown_mask is not None and above.shown_mask.any() and below.shown_mask is None
+    cyan = np.array([0, 255, 255])
+    drawn = [int((method_overlay(comp, x) == cyan).all(axis=-1).sum()) for x in (above, below)]
+    assert drawn[0] > 0 and drawn[1] == 0
