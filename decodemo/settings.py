@@ -10,6 +10,7 @@ before the call gets its value.
 | ``DECODEMO_DEVICE`` | ``cpu``, ``cuda`` or ``cuda:N`` | CUDA when present, else the CPU |
 | ``DECODEMO_MAX_MODELS`` | models kept in memory at once (least recently used first out) | 32 |
 | ``DECODEMO_FPR_TARGET`` | the false-positive target of ``calibrate`` and ``fit`` thresholds | ``0.01`` |
+| ``DECODEMO_MIN_REVIEWED`` | reviewed normals and anomalies (each) a suggested threshold needs | ``10`` |
 | ``DECODEMO_AUTH`` | ``user:password`` pairs, comma-separated, for the app's login | none |
 | ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT`` | where the app listens | ``127.0.0.1``, ``7860`` |
 | ``OAUTH_CLIENT_ID`` | set on a Space with ``hf_oauth``: reviewers sign in with Hugging Face | unset |
@@ -22,7 +23,7 @@ import os
 from pathlib import Path
 
 __all__ = ["MAX_MODELS", "data_dir", "user_registry", "db_url", "device", "max_models", "auth_pairs", "server_name", "server_port",
-           "hf_oauth", "zero_gpu", "fpr_target"]
+           "hf_oauth", "zero_gpu", "fpr_target", "min_reviewed"]
 
 #: Models kept in memory at once: every bundled model (28 names, 27 folders) stays resident after warm-up.
 MAX_MODELS = 32
@@ -83,3 +84,8 @@ def zero_gpu() -> bool:
 def fpr_target() -> float:
     """The false-positive target of calibrated thresholds (:mod:`decodemo.evaluation.calibration`)."""
     return float(_get("DECODEMO_FPR_TARGET") or 0.01)
+
+
+def min_reviewed() -> int:
+    """Reviewed normals and reviewed anomalies (each) the dashboard's suggested threshold needs."""
+    return int(_get("DECODEMO_MIN_REVIEWED") or 10)

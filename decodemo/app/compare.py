@@ -221,15 +221,47 @@ class ComparePage:
         return [self.summary, self.player, *cols, self.reference_plot, self.latency_plot, self.audio_plot]
 
 
+#: the service :func:`compare_on_gpu` runs (set by :func:`model_runner`; a ZeroGPU worker is a
+#: fork of the app's process, so it holds the same service without anything crossing)
+_GPU_SERVICE: Service | None = None
+
+
+def compare_on_gpu(path: str, domain: str, name: str) -> Comparison:
+    """The function ``spaces.GPU`` wraps on a ZeroGPU Space: plain strings in, a picklable
+    :class:`Comparison` out (no callback, lock or open handle crosses; progress stays with the
+    caller)."""
+    if _GPU_SERVICE is None:
+        raise DecodemoError("No service is set up for GPU work.")
+    return _GPU_SERVICE.compare(path, domain=domain, name=name)
+
+
+def model_runner(service: Service):
+    """What runs the models for the app: ``service.compare`` itself, or on a ZeroGPU Space
+    (``SPACES_ZERO_GPU``) :func:`compare_on_gpu` under ``spaces.GPU``, called with picklable
+    values only (the progress callback is dropped: it cannot cross into the GPU worker)."""
+    from decodemo import settings
+    from decodemo.hub import gpu_task
+
+    global _GPU_SERVICE
+    if not settings.zero_gpu():
+        return service.compare
+    _GPU_SERVICE = service
+    on_gpu = gpu_task(compare_on_gpu, duration=120)
+
+    def run(path, *, domain: str = "auto", name: str | None = None, progress=None) -> Comparison:
+        if progress is not None:
+            progress(0.0, "waiting for a GPU")
+        return on_gpu(str(path), str(domain or "auto"), str(name or Path(path).name))
+
+    return run
+
+
 class CompareHandlers:
     """The compare tab's event handlers over ``service`` and ``store``."""
 
     def __init__(self, service: Service, store, page: ComparePage, run_models=None) -> None:
-        from decodemo.hub import gpu_task
-
         self.service, self.store, self.page = service, store, page
-        # spaces.GPU on a ZeroGPU Space, else as is
-        self.run_models = run_models or gpu_task(service.compare, duration=120)
+        self.run_models = run_models or model_runner(service)
 
     def compare(self, upload: str | None, record: str | None = None, domain: str = "auto", request: gr.Request = None,
                 profile: gr.OAuthProfile | None = None, progress=gr.Progress()):

@@ -39,7 +39,8 @@ class DashboardView(NamedTuple):
 
 def _feedback(service: Service, store: ReviewStore, domain) -> dict[str, Any]:
     """The dashboard's figures for ``domain``, against the service's current thresholds (one session)."""
-    return feedback(store, domain=chosen(domain), current_thresholds=service.thresholds())
+    refs = {n: list(e.reference.get("scores") or []) for n, e in service.registry.entries.items()}
+    return feedback(store, domain=chosen(domain), current_thresholds=service.thresholds(), references=refs)
 
 
 def _kappa_table(pairs: list[dict[str, Any]]) -> str:
@@ -55,10 +56,36 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+#: the threshold table's columns
+THRESHOLD_COLUMNS = ["model", "reviewed (normal / anomalous)", "current", "F1 now", "normal reference flagged now",
+                     "suggested", "F1 suggested, out of sample (90% interval)", "normal reference flagged at suggested",
+                     "pixel IoU"]
+
+
+def _sig(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.4g}")
+
+
+def _flagged(c: dict[str, Any] | None) -> str:
+    """The share of the normal reference a threshold flags, and the false-positive rate it guarantees."""
+    if not c:
+        return "-"
+    return f"{c['n_above']} of {c['n']} ({c['n_above'] / c['n']:.0%}); guaranteed FPR <= {c['fpr_bound']:.1%}"
+
+
 def _threshold_row(m: dict[str, Any]) -> list:
     sug = m.get("suggestion") or {}
-    return [m["model"], m["n_reviewed"], round(m["threshold"], 6), _rounded(sug.get("threshold"), 6),
-            _rounded(sug.get("f1_current"), 3), _rounded(sug.get("f1"), 3), _rounded(m.get("pixel_iou"), 3)]
+    oos = sug.get("out_of_sample")
+    reviewed = (f"{m['n_reviewed']} ({m['n_normal']} / {m['n_anomalous']})" if "n_normal" in m
+                else str(m["n_reviewed"]))
+    if sug:
+        suggested = _sig(sug["threshold"])
+        f1 = (f"{oos['f1']:.3f} ({oos['interval'][0]:.2f} to {oos['interval'][1]:.2f}); in sample {sug['f1']:.3f}"
+              if oos else f"in sample {sug['f1']:.3f}")
+    else:
+        suggested, f1 = None, "needs " + m["suggestion_needs"] if m.get("suggestion_needs") else "-"
+    return [m["model"], reviewed, _sig(m["threshold"]), _rounded(m.get("f1"), 3), _flagged(m.get("normal_reference")),
+            suggested, f1, _flagged(sug.get("normal_reference")), _rounded(m.get("pixel_iou"), 3)]
 
 
 def dashboard(service: Service, store: ReviewStore, domain) -> DashboardView:
@@ -82,7 +109,7 @@ def pick_model(service: Service, store: ReviewStore, model, domain):
     if not model:
         return gr.update()
     sug = _feedback(service, store, domain)["models"].get(model, {}).get("suggestion")
-    return gr.update(value=None if not sug else round(sug["threshold"], 6))
+    return gr.update(value=None if not sug else _sig(sug["threshold"]))
 
 
 def apply(service: Service, store: ReviewStore, model, value, reason, domain, request: gr.Request = None,
@@ -97,6 +124,16 @@ def apply(service: Service, store: ReviewStore, model, value, reason, domain, re
         raise user_error(str(exc)) from None
     gr.Info(f"{model}: threshold {change['old_threshold']:.4g} -> {change['new_threshold']:.4g}; "
             "the compare view uses it from now on.")
+    ref = service.registry.entry(model).reference.get("scores")
+    if ref:
+        from decodemo.evaluation.calibration import describe
+
+        now = describe(ref, float(value))
+        calibrated = describe(ref, service.registry.entry(model).threshold)
+        if now["fpr_bound"] > calibrated["fpr_bound"] + 1e-12:
+            gr.Warning(f"{model}: {now['n_above']} of {now['n']} normal reference inputs ({now['n_above'] / now['n']:.0%}) "
+                       f"score above the new threshold; it guarantees a false-positive rate of {now['fpr_bound']:.1%} "
+                       f"only, against {calibrated['fpr_bound']:.1%} for the calibrated one.")
     return dashboard(service, store, domain)
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 import gradio as gr
 
+from decodemo import settings
 from decodemo.app import dashboard as dash
 from decodemo.app import review_handlers as rv
 from decodemo.app.dashboard import DashboardView
@@ -117,9 +118,9 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
             fig_curves = gr.Plot(label="ROC and PR")
         fig_conf = gr.Plot(label="Confusion matrices")
         kappa_md = gr.Markdown()
-        gr.Markdown("### Thresholds: current and suggested (best F1 on reviewed items)")
-        thr_table = gr.Dataframe(headers=["model", "reviewed", "current", "suggested", "F1 now", "F1 suggested",
-                                          "pixel IoU"], interactive=False, wrap=True)
+        gr.Markdown("### Thresholds: current and suggested (best F1 on reviewed items; a suggestion needs "
+                    f"{settings.min_reviewed()} reviewed normals and {settings.min_reviewed()} reviewed anomalies)")
+        thr_table = gr.Dataframe(headers=dash.THRESHOLD_COLUMNS, interactive=False, wrap=True)
         with gr.Row():
             a_model = gr.Dropdown([], label="Model")
             a_value = gr.Number(label="New threshold")

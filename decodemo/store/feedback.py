@@ -2,6 +2,14 @@
 ROC and PR curves over reviewed items, pixel IoU against corrected masks, agreement between
 reviewers (Cohen's kappa), and a suggested threshold per model (best F1 on reviewed items).
 
+A suggestion needs :data:`MIN_REVIEWED` reviewed normals and as many anomalies (configurable:
+``DECODEMO_MIN_REVIEWED``); it comes with an out-of-sample F1 (the threshold chosen on the other
+folds of a stratified cross-validation, scored on the held-out fold, pooled) and its bootstrap
+interval, and, where the model's normal reference is given, the share of it that the suggested
+threshold flags and the false-positive rate it guarantees
+(:func:`decodemo.evaluation.calibration.describe`). The counts, curves and F1 of a model are
+those of its current threshold, so every figure moves when a threshold is applied.
+
 An item's reference label is the majority of its reviewers' current verdicts, ``unsure``
 left out; an item whose reviewers tie is left out. "anomalous" is the positive class.
 Counts and curves come from :mod:`decodemo.metrics`, under the product's decision rule
@@ -19,7 +27,12 @@ import numpy as np
 from decodemo.metrics import auroc, confusion_counts, decision_counts, roc_curve
 from decodemo.store import records
 
-__all__ = ["item_labels", "cohen_kappa", "best_f1_threshold", "feedback"]
+__all__ = ["item_labels", "cohen_kappa", "best_f1_threshold", "cross_validated_f1", "feedback", "MIN_REVIEWED"]
+
+#: reviewed normals and reviewed anomalies a suggested threshold needs (each)
+MIN_REVIEWED = 10
+_FOLDS = 5
+_BOOTSTRAP = 1000
 
 _COUNTS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1")  # the keys of a model entry from its decisions
 
@@ -77,6 +90,36 @@ def best_f1_threshold(y: np.ndarray, scores: np.ndarray, current: float) -> dict
     return {"threshold": best[1], "f1": best[2], "f1_current": _f1_at(y, s, current)}
 
 
+def cross_validated_f1(y: np.ndarray, scores: np.ndarray, current: float, *, folds: int = _FOLDS,
+                       level: float = 0.9, seed: int = 0) -> dict[str, Any] | None:
+    """The F1 of :func:`best_f1_threshold` out of sample: stratified ``folds``-fold (each item's
+    decision from the threshold chosen without it), pooled over the folds, with a bootstrap
+    ``level`` interval over items. None without two items of each class."""
+    y = np.asarray(y, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    if len(pos) < 2 or len(neg) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    k = min(folds, len(pos), len(neg))
+    fold = np.empty(len(y), dtype=int)
+    for idx in (pos, neg):
+        fold[rng.permutation(idx)] = np.arange(len(idx)) % k
+    flagged = np.zeros(len(y), dtype=bool)
+    for f in range(k):
+        train, test = fold != f, fold == f
+        chosen = best_f1_threshold(y[train], s[train], current)
+        flagged[test] = s[test] > (chosen["threshold"] if chosen else current)
+    f1 = confusion_counts(y, flagged, zero_division=0.0).f1
+    boots = []
+    for _ in range(_BOOTSTRAP):
+        b = rng.integers(0, len(y), len(y))
+        boots.append(confusion_counts(y[b], flagged[b], zero_division=0.0).f1)
+    tail = (1.0 - level) / 2.0
+    return {"f1": float(f1), "interval": [float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail))],
+            "level": level, "folds": int(k)}
+
+
 def _curves(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
     """ROC (with its area) and PR points of the scores ``s`` against the labels ``y``."""
     out: dict[str, Any] = {}
@@ -96,20 +139,36 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _model_entry(store, name: str, by_item: dict[int, dict], labels: dict[int, bool],
-                 masks: dict[int, list[np.ndarray]], current: float) -> dict[str, Any]:
-    """One model's figures: its latest run per item (``by_item``) against the labels and masks."""
+                 masks: dict[int, list[np.ndarray]], current: float, *, min_reviewed: int,
+                 reference: list[float] | None) -> dict[str, Any]:
+    """One model's figures: its latest run per item (``by_item``) against the labels and masks,
+    judged against its ``current`` threshold."""
+    from decodemo.evaluation.calibration import describe
+
     ids = [i for i in by_item if i in labels]
     entry: dict[str, Any] = {"model": name, "method": next(iter(by_item.values()))["method"], "n_reviewed": len(ids),
-                             "threshold": float(current)}
+                             "threshold": float(current), "suggestion": None}
     if ids:
         y = np.array([labels[i] for i in ids])
         s = np.array([by_item[i]["score"] for i in ids], dtype=np.float64)
-        said = np.array([by_item[i]["decision"] == "anomalous" for i in ids])  # as decided when it ran
-        counts = confusion_counts(y, said, zero_division=0.0)
+        counts = confusion_counts(y, s > current, zero_division=0.0)  # under the threshold that holds now
         entry.update({k: getattr(counts, k) for k in _COUNTS})
         entry["confusion"] = [[counts.tn, counts.fp], [counts.fn, counts.tp]]  # rows: truth normal/anomalous
         entry.update(_curves(y, s))
-        entry["suggestion"] = best_f1_threshold(y, s, current)
+        n_pos, n_neg = int(y.sum()), int((~y).sum())
+        entry.update(n_normal=n_neg, n_anomalous=n_pos)
+        if n_pos >= min_reviewed and n_neg >= min_reviewed:
+            sug = best_f1_threshold(y, s, current)
+            sug["out_of_sample"] = cross_validated_f1(y, s, current)
+            if reference:
+                sug["normal_reference"] = describe(reference, sug["threshold"])
+            entry["suggestion"] = sug
+        else:
+            entry["suggestion_needs"] = (f"{max(0, min_reviewed - n_neg)} more reviewed normals and "
+                                         f"{max(0, min_reviewed - n_pos)} more reviewed anomalies "
+                                         f"(at least {min_reviewed} of each)")
+    if reference:
+        entry["normal_reference"] = describe(reference, current)
     ious = []
     for i, ms in masks.items():
         run = by_item.get(i)
@@ -136,10 +195,17 @@ def _kappa_pairs(reviews: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pairs
 
 
-def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, float] | None = None,
+             references: dict[str, list[float]] | None = None, min_reviewed: int | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, computed from the store's rows (read in one session;
     the map and mask files after it). ``current_thresholds``: model name -> its threshold now
-    (default: the one of its latest run)."""
+    (default: the one of its latest run); ``references``: model name -> its normal reference
+    scores; ``min_reviewed``: reviewed normals and anomalies a suggestion needs (default
+    ``DECODEMO_MIN_REVIEWED``, else :data:`MIN_REVIEWED`)."""
+    from decodemo import settings
+
+    if min_reviewed is None:
+        min_reviewed = settings.min_reviewed()
     with store.session() as s:
         rows = records.table_rows(s)
         reviews = records.current_reviews(s)
@@ -157,8 +223,9 @@ def feedback(store, *, domain: str | None = None, current_thresholds: dict[str, 
     models = {}
     for name, by_item in sorted(latest.items()):
         current = (current_thresholds or {}).get(name, by_item[max(by_item)]["threshold"])
-        models[name] = _model_entry(store, name, by_item, labels, masks, current)
+        models[name] = _model_entry(store, name, by_item, labels, masks, current, min_reviewed=min_reviewed,
+                                    reference=(references or {}).get(name))
     return {
         "n_items": len(items), "n_reviewed": len({r["item_id"] for r in reviews}), "n_labelled": len(labels),
-        "models": models, "kappa": _kappa_pairs(reviews), "threshold_changes": list(rows["threshold_changes"]),
+        "models": models, "min_reviewed": min_reviewed, "kappa": _kappa_pairs(reviews), "threshold_changes": list(rows["threshold_changes"]),
     }

@@ -117,6 +117,29 @@ def test_bad_upload_gives_a_clear_error_and_the_app_keeps_serving(client, inputs
     assert len(result["methods"]) == 3
 
 
+def test_compare_with_every_other_argument_defaulted_and_user_errors_logged_on_one_line(client, inputs, caplog,
+                                                                                        capfd):
+    import logging
+
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    c, _ = client
+    result, files = c.predict(handle_file(str(inputs / "part.png")), api_name="/compare")  # record, domain: defaults
+    assert result["domain"] == "texture" and len(result["methods"]) == 3  # "auto" found the closest model set
+    names = {Path(f).name for f in files}
+    for m in result["methods"]:  # file names of the downloaded files, never a path on the server
+        assert m["map_file"] == f"{m['method']}_map.npy" and m["map_file"] in names
+        assert m["calibration"]["n"] >= 20 and 0 < m["calibration"]["fpr_bound"] < 0.1
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING, logger="decodemo.app"):
+        with pytest.raises(AppError, match="PDF"):
+            c.predict(handle_file(str(inputs / "report.pdf")), api_name="/compare")
+    refused = [r for r in caplog.records if r.name == "decodemo.app"]
+    assert len(refused) == 1 and "PDF" in refused[0].getMessage() and "\n" not in refused[0].getMessage()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_submit_review_then_export_contains_it(client, inputs):
     import csv
 

@@ -28,8 +28,13 @@ SIZE = (8, 10)
 NO_FILTER = ("(all)", "(all)", "(any)", "", False)  # domain, modality, method decision, reviewed by, include reviewed
 
 
+#: a normal reference of 20 scores, 0.02 .. 0.4 (the calibrated threshold 0.5 flags none of them)
+REFERENCE = [round(0.02 * (i + 1), 2) for i in range(20)]
+
+
 def _entry(threshold: float) -> SimpleNamespace:
-    return SimpleNamespace(threshold=threshold, input={}, domain="texture", modality="image")
+    return SimpleNamespace(threshold=threshold, input={}, domain="texture", modality="image",
+                           reference={"scores": REFERENCE})
 
 
 @pytest.fixture
@@ -118,29 +123,43 @@ def test_review_events_show_store_and_undo_in_one_session_each(app, tmp_path):
     assert nothing.item_id is None and "Nothing to review" in nothing.info
 
 
-def test_dashboard_reads_thresholds_from_the_service_and_applies_through_it(app, tmp_path):
+def test_dashboard_reads_thresholds_from_the_service_and_applies_through_it(app, tmp_path, monkeypatch):
     service, store = app
     for name, score, verdict in (("a.png", 0.9, "anomalous"), ("bb.png", 0.3, "anomalous"),
                                  ("ccc.png", 0.1, "normal")):
         item_id = _record(store, tmp_path, name, {"invad": score})
         store.submit_review(item_id, "ana", verdict)
+    (row,) = dash.dashboard(service, store, "(all)").thresholds
+    assert row[5] is None and "needs 9 more reviewed normals and 8 more reviewed anomalies" in row[6]
+    monkeypatch.setenv("DECODEMO_MIN_REVIEWED", "1")
     opened = _sessions(store)
 
     view = dash.dashboard(service, store, "(all)")
     assert len(opened) == 1 and isinstance(view, DashboardView) and len(view) == 8
     assert "**3** analysed items" in view.head and "no item reviewed by two people" in view.kappa
     (row,) = view.thresholds
-    assert row[:3] == ["texture/invad", 3, 0.5] and 0.1 < row[3] < 0.3  # suggested: flag bb too
+    assert len(row) == len(dash.THRESHOLD_COLUMNS)
+    assert row[:4] == ["texture/invad", "3 (1 / 2)", 0.5, 0.667] and 0.1 < row[5] < 0.3  # suggested: flag bb too
+    assert "in sample 1.000" in row[6]  # too few items of each class for a cross-validation
+    ref = service.registry.entry("texture/invad").reference["scores"]
+    assert row[4].startswith(f"{sum(v > 0.5 for v in ref)} of {len(ref)}")  # the normal reference flagged now
+    assert row[7].startswith(f"{sum(v > row[5] for v in ref)} of {len(ref)}")  # ... and at the suggestion
     assert view.model == gr.update(choices=["texture/invad"], value="texture/invad")
     suggested = dash.pick_model(service, store, "texture/invad", "(all)")["value"]
-    assert suggested == row[3]
+    assert suggested == row[5]
 
     with pytest.raises(gr.Error, match="why"):
         dash.apply(service, store, "texture/invad", suggested, " ", "(all)")
+    warned = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
     after = dash.apply(service, store, "texture/invad", suggested, "best F1 on 3 items", "(all)")
     assert service.threshold("texture/invad") == suggested and store.applied_thresholds() == {"texture/invad": suggested}
-    assert after.thresholds[0][2] == suggested and after.changes[0][1:5] == ["texture/invad", 0.5, suggested,
-                                                                             "anonymous"]
+    # every figure follows the applied threshold: the table's F1 and the counts the plots draw
+    assert after.thresholds[0][2] == suggested and after.thresholds[0][3] == 1.0
+    m = dash._feedback(service, store, "(all)")["models"]["texture/invad"]
+    assert m["f1"] == 1.0 and m["confusion"] == [[1, 0], [0, 2]]
+    assert after.changes[0][1:5] == ["texture/invad", 0.5, suggested, "anonymous"]
+    assert "normal reference inputs" in warned[-1] and "score above the new threshold" in warned[-1]
     opened.clear()
     files, counts = dash.export(store)
     assert len(opened) == 1 and counts == {"items": 3, "reviewed": 3, "pending": 0, "review_versions": 3}

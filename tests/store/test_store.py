@@ -117,7 +117,9 @@ def test_full_feedback_flow(store, tmp_path):
 
     # dashboard figures, computed by hand:
     # labels: a anomalous (ana), b normal (ana, ben), c tie ana/ben -> out, d anomalous (ana, anonymous)
-    fb = feedback(store)
+    assert feedback(store)["models"]["texture/invad"]["suggestion"] is None  # 10 of each needed by default
+    assert "more reviewed normals" in feedback(store)["models"]["texture/invad"]["suggestion_needs"]
+    fb = feedback(store, min_reviewed=1)
     assert fb["n_labelled"] == 3
     dd = fb["models"]["texture/decodiff"]  # decisions: a 0.95 anom, b 0.9 anom, d 0.4 normal
     assert (dd["tp"], dd["fp"], dd["fn"], dd["tn"]) == (1, 1, 1, 0)
@@ -154,6 +156,20 @@ def test_full_feedback_flow(store, tmp_path):
 def test_safe_names():
     assert safe_name("../../etc/passwd") == "etc_passwd"
     assert safe_name("Zoë Müller") == "Zo_M_ller" and safe_name("...") == "x"
+
+
+def test_cross_validated_f1_is_out_of_sample_and_has_an_interval():
+    from decodemo.store.feedback import cross_validated_f1
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(30, bool), np.ones(30, bool)]
+    separable = np.r_[rng.uniform(0, 1, 30), rng.uniform(2, 3, 30)]
+    cv = cross_validated_f1(y, separable, current=5.0)
+    assert cv["f1"] == 1.0 and cv["interval"] == [1.0, 1.0] and cv["folds"] == 5
+    noise = rng.normal(size=60)  # no signal: best F1 in sample is optimistic, out of sample it is not
+    cv, inside = cross_validated_f1(y, noise, current=0.0), best_f1_threshold(y, noise, current=0.0)
+    assert cv["f1"] < inside["f1"] and cv["interval"][0] < cv["f1"] < cv["interval"][1]
+    assert cross_validated_f1(np.array([0, 1, 1], bool), np.array([0.1, 0.5, 0.9]), current=0.3) is None
 
 
 def test_best_f1_threshold_and_kappa():
