@@ -82,7 +82,7 @@ def zero_gpu() -> bool:
 
 
 def fpr_target() -> float:
-    """The false-positive target of calibrated thresholds (:mod:`decodemo.evaluation.calibration`)."""
+    """The false-positive target of calibrated thresholds (:mod:`decodemo.metrics.calibration`)."""
     return float(_get("DECODEMO_FPR_TARGET") or 0.01)
 
 

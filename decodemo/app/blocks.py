@@ -106,7 +106,7 @@ def _compare_tab(service: Service, examples):
 
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            upload = gr.File(label="Image or sound", type="filepath")
+            upload = gr.File(label="Image or sound", type="filepath", elem_id="upload")
             record = gr.Audio(sources=["microphone"], type="filepath", label="…or record a sound")
             with gr.Row():
                 domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set", scale=4)

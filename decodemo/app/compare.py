@@ -7,7 +7,6 @@ Redraws return ``{component: update}``, so no output is counted by hand.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import gradio as gr
 from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import DIFFUSION_METHODS as METHOD_ORDER
 from decodemo.methods.catalogue import TITLES as METHOD_TITLES
+from decodemo.metrics.calibration import guarantee_text
 from decodemo.service import Comparison, Service
 from decodemo.app.errors import user_error
 
@@ -72,24 +72,8 @@ def _mask_text(o) -> str:
     return "no defect mask drawn: below threshold"
 
 
-def calibration_text(c: dict | None) -> str:
-    """One line on what a threshold promises on normal inputs (its calibration), or ``""``."""
-    if not c:
-        return ""
-    if c["rank"] == 0:
-        return f"below all {c['n']} normal reference scores: every normal input would be flagged"
-    text = (f"at most {c['fpr_bound']:.1%} of normal inputs flagged, guaranteed by {c['n']} normal reference "
-            f"scores ({c['level']:.0%} interval {c['fpr_interval'][0]:.1%} to {c['fpr_interval'][1]:.1%})")
-    target = c.get("target")
-    if target is not None:
-        text = f"false-positive target {target:.1%}: " + text
-        if not c.get("achievable", True):
-            text += f"; the target needs {math.ceil(1 / target - 1)} normals"
-    return text
-
-
 def _calibration_text(o) -> str:
-    text = calibration_text(o.calibration)
+    text = guarantee_text(o.calibration)
     return f"\n\n<span class='calibration'>{text}</span>" if text else ""
 
 

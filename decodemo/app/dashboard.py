@@ -126,7 +126,7 @@ def apply(service: Service, store: ReviewStore, model, value, reason, domain, re
             "the compare view uses it from now on.")
     ref = service.registry.entry(model).reference.get("scores")
     if ref:
-        from decodemo.evaluation.calibration import describe
+        from decodemo.metrics.calibration import describe
 
         now = describe(ref, float(value))
         calibrated = describe(ref, service.registry.entry(model).threshold)

@@ -132,7 +132,7 @@ def calibrate_entry(entry, target: float) -> None:
     """Set ``entry``'s threshold to the split-conformal threshold of its normal reference scores
     for the false-positive ``target``, with its provenance and calibration."""
     from decodemo.errors import DecodemoError
-    from decodemo.evaluation.calibration import conformal_threshold, provenance
+    from decodemo.metrics.calibration import conformal_threshold, provenance
 
     ref = entry.reference or {}
     if not ref.get("scores"):

@@ -128,11 +128,13 @@ Licence of the data, which the weights inherit: {entry.licence or 'not recorded'
 
 def _calibration(entry) -> str:
     """The threshold's false-positive guarantee on normal inputs, as the app shows it."""
-    from decodemo.app.compare import calibration_text
-    from decodemo.service.results import calibrated
+    from decodemo.metrics.calibration import describe, guarantee_text
 
-    c = calibrated((entry.reference or {}).get("scores"), entry.threshold, (entry.calibration or {}).get("target"))
-    return f"\nOn normal inputs: {calibration_text(c)}.\n" if c else ""
+    scores = (entry.reference or {}).get("scores")
+    if not scores:
+        return ""
+    c = describe(scores, entry.threshold, target=(entry.calibration or {}).get("target"))
+    return f"\nOn normal inputs: {guarantee_text(c)}.\n"
 
 
 def push(name: str, repo_id: str, *, manifest: str | Path = MANIFEST, root: str | Path = CHECKPOINTS,

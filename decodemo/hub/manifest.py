@@ -57,7 +57,7 @@ class Entry:
     paper: str = ""
     #: normal reference (decodemo.evaluation.reference): scores and map quantiles on normal inputs
     reference: dict[str, Any] = field(default_factory=dict)
-    #: how the threshold was calibrated (decodemo.evaluation.calibration.describe with its target):
+    #: how the threshold was calibrated (decodemo.metrics.calibration.describe with its target):
     #: the false-positive target, the reference's size, the guarantee and its interval
     calibration: dict[str, Any] = field(default_factory=dict)
 

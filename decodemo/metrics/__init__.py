@@ -14,6 +14,7 @@ Where things are
 * :mod:`~decodemo.metrics.pixel`: :func:`pixel_auroc`, :func:`pixel_ap`,
   :func:`pixel_f1_max`, :func:`pixel_metrics`.
 * :mod:`~decodemo.metrics.pro`: :func:`aupro` (MVTec AD's per-region overlap).
+* :mod:`~decodemo.metrics.calibration`: split-conformal thresholds (:func:`conformal_threshold`) and what a threshold promises on normals (:func:`describe`).
 * :mod:`~decodemo.metrics.thresholds`: :func:`threshold_at_normal_quantile`, and
   :func:`decision_counts` / :func:`confusion_counts` (:class:`DecisionCounts`).
 

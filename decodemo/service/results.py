@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from decodemo.evaluation.calibration import describe, vote_bound
+from decodemo.metrics.calibration import describe, vote_bound
 from decodemo.evaluation.reference import pixel_threshold
 
 __all__ = ["MethodOutcome", "Comparison", "calibrated", "summarise", "FUSION_RULE"]
@@ -49,7 +49,7 @@ class MethodOutcome:
     #: score, aspect deficit and the normal crops' mean and spread; :func:`~decodemo.evaluation.
     #: reference.shape_calibrated`); None for square and tiled inputs and for clips
     shape: dict | None = None
-    #: what the threshold promises on normal inputs (:func:`decodemo.evaluation.calibration.describe`:
+    #: what the threshold promises on normal inputs (:func:`decodemo.metrics.calibration.describe`:
     #: the false-positive target, the reference's size, the guaranteed rate and its interval);
     #: None where the model has no normal reference
     calibration: dict | None = None

@@ -7,7 +7,7 @@ A suggestion needs :data:`MIN_REVIEWED` reviewed normals and as many anomalies (
 folds of a stratified cross-validation, scored on the held-out fold, pooled) and its bootstrap
 interval, and, where the model's normal reference is given, the share of it that the suggested
 threshold flags and the false-positive rate it guarantees
-(:func:`decodemo.evaluation.calibration.describe`). The counts, curves and F1 of a model are
+(:func:`decodemo.metrics.calibration.describe`). The counts, curves and F1 of a model are
 those of its current threshold, so every figure moves when a threshold is applied.
 
 An item's reference label is the majority of its reviewers' current verdicts, ``unsure``
@@ -143,7 +143,7 @@ def _model_entry(store, name: str, by_item: dict[int, dict], labels: dict[int, b
                  reference: list[float] | None) -> dict[str, Any]:
     """One model's figures: its latest run per item (``by_item``) against the labels and masks,
     judged against its ``current`` threshold."""
-    from decodemo.evaluation.calibration import describe
+    from decodemo.metrics.calibration import describe
 
     ids = [i for i in by_item if i in labels]
     entry: dict[str, Any] = {"model": name, "method": next(iter(by_item.values()))["method"], "n_reviewed": len(ids),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decodemo.evaluation.calibration import conformal_rank, conformal_threshold, describe, provenance, vote_bound
+from decodemo.metrics.calibration import conformal_rank, conformal_threshold, describe, provenance, vote_bound
 
 
 def test_the_rank_is_the_conformal_quantile_and_capped_at_the_sample():

@@ -177,7 +177,7 @@ def test_decisions_carry_their_calibration_and_the_vote_its_reason(image_compari
         assert c["n"] == len(entry.reference["scores"]) and c["target"] == entry.calibration["target"]
         assert c["fpr_bound"] == pytest.approx((c["n"] + 1 - c["rank"]) / (c["n"] + 1), abs=1e-6)
         # the shipped threshold is the conformal one: its rank among the normal scores is the conformal rank
-        from decodemo.evaluation.calibration import conformal_rank
+        from decodemo.metrics.calibration import conformal_rank
 
         assert c["rank"] == conformal_rank(c["n"], c["target"])
         moved = o.with_threshold(-1e9)  # an applied threshold is described by the rank it reaches

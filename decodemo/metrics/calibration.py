@@ -104,3 +104,19 @@ def provenance(info: dict[str, Any], source: str) -> str:
     if not info["achievable"]:
         text += f" (with {info['n']} scores the target cannot be met: {info['smallest_bound']:.1%} at best)"
     return text + "; no test data used"
+
+
+def guarantee_text(c: dict | None) -> str:
+    """One line on what a threshold promises on normal inputs (its calibration), or ``""``."""
+    if not c:
+        return ""
+    if c["rank"] == 0:
+        return f"below all {c['n']} normal reference scores: every normal input would be flagged"
+    text = (f"at most {c['fpr_bound']:.1%} of normal inputs flagged, guaranteed by {c['n']} normal reference "
+            f"scores ({c['level']:.0%} interval {c['fpr_interval'][0]:.1%} to {c['fpr_interval'][1]:.1%})")
+    target = c.get("target")
+    if target is not None:
+        text = f"false-positive target {target:.1%}: " + text
+        if not c.get("achievable", True):
+            text += f"; the target needs {math.ceil(1 / target - 1)} normals"
+    return text
