@@ -128,7 +128,7 @@ def _compare_tab(service: Service, examples):
                 panels[m] = MethodPanel(
                     column=col, head=gr.Markdown(f"### {METHOD_TITLES[m]}"),
                     overlay=gr.Image(label="Anomaly map", type="numpy",
-                                     interactive=False, format="png", height=300),
+                                     interactive=False, format="png", height=340),
                     normal=gr.ImageSlider(label="Input | the method's normal version", type="numpy",
                                           interactive=False, max_height=300),
                     threshold=gr.Slider(label="Threshold (lower flags more)", minimum=0, maximum=1,
@@ -153,6 +153,39 @@ def _compare_tab(service: Service, examples):
 GREY_JS = "() => { document.body.classList.add('dm-running'); document.body.classList.remove('dm-failed'); }"
 FAILED_JS = "() => { document.body.classList.add('dm-failed'); }"
 UNGREY_JS = "() => { document.body.classList.remove('dm-running'); }"
+
+#: two browser conveniences of the compare tab: a file dropped on the upload while it holds one
+#: replaces it (Gradio's file box takes a drop only when empty: this clears it, then hands the
+#: dropped file to its file input), and Enter in a threshold's number box applies it (Gradio
+#: applies a typed value when the box loses focus)
+COMPARE_JS = """
+<script>
+document.addEventListener('drop', (e) => {
+  const box = e.target && e.target.closest && e.target.closest('#upload');
+  if (!box || box.querySelector('input[type=file]') || !e.dataTransfer || !e.dataTransfer.files.length) return;
+  const clear = box.querySelector('button[aria-label="Clear"]');
+  if (!clear) return;
+  e.preventDefault(); e.stopPropagation();
+  const dt = new DataTransfer();
+  for (const f of e.dataTransfer.files) dt.items.add(f);
+  clear.click();
+  let tries = 0;
+  const give = () => {
+    const input = box.querySelector('input[type=file]');
+    if (input) { input.files = dt.files; input.dispatchEvent(new Event('change', {bubbles: true})); }
+    else if (tries++ < 100) requestAnimationFrame(give);
+  };
+  requestAnimationFrame(give);
+}, true);
+document.addEventListener('dragover', (e) => {
+  if (e.target && e.target.closest && e.target.closest('#upload')) e.preventDefault();
+}, true);
+document.addEventListener('keydown', (e) => {
+  const t = e.target;
+  if (e.key === 'Enter' && t && t.matches && t.matches('.method-col input[type=number]')) { e.preventDefault(); t.blur(); }
+}, true);
+</script>
+"""
 
 API_DOC = """### Calling decodemo from Python
 
@@ -211,7 +244,7 @@ def launch_kwargs() -> dict[str, Any]:
 
     from decodemo.app.review import KEYBOARD_JS
 
-    return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS, max_file_size="256mb",
+    return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS + COMPARE_JS, max_file_size="256mb",
                 allowed_paths=[str(data_dir() / "examples"), str(data_dir() / "files" / "maps")],
                 footer_links=["api"])
 
