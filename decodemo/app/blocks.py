@@ -84,16 +84,18 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         run.click(None, None, None, js=GREY_JS, queue=False)
         compared = run.click(h.compare, [upload, record, domain], [page.result, page.files], api_name="compare",
                              concurrency_limit=2, show_progress_on=[page.status])
-        compared.success(h.draw_new, [page.result, page.opacity], outputs, **quiet).then(None, None, None,
-                                                                                       js=UNGREY_JS, queue=False)
+        drawn = compared.success(h.draw_new, [page.result, page.opacity], outputs, **quiet)
+        drawn.then(None, None, None, js=UNGREY_JS, queue=False)
+        drawn.then(h.plots, [page.result], page.plots(), **quiet)
         compared.failure(h.failed, None, [page.summary], **quiet).then(None, None, None, js=FAILED_JS, queue=False)
         for control in (page.opacity, *page.sliders):
             control.release(h.draw, controls, outputs, **quiet)
         refresh.click(h.refresh_domains, [domain], [domain], api_name="refresh_model_sets")
         reset.click(h.defaults, [page.result], page.sliders, api_visibility="private").then(h.draw, controls, outputs,
                                                                                            **quiet)
-        wire_batch(batch, BatchHandlers(h), domain, page, h.draw_new, outputs)
+        wire_batch(batch, BatchHandlers(h), domain, page, h.draw_selected, outputs)
     demo.service = service  # for tests and scripts
+    demo.handlers = h
     demo.store = store
     demo.examples_list = examples
     return demo
@@ -128,9 +130,9 @@ def _compare_tab(service: Service, examples):
                 panels[m] = MethodPanel(
                     column=col, head=gr.Markdown(f"### {METHOD_TITLES[m]}"),
                     overlay=gr.Image(label="Anomaly map", type="numpy",
-                                     interactive=False, format="png", height=340),
+                                     interactive=False, format="jpeg", height=340),
                     normal=gr.ImageSlider(label="Input | the method's normal version", type="numpy",
-                                          interactive=False, max_height=300),
+                                          interactive=False, max_height=300, format="jpeg"),
                     threshold=gr.Slider(label="Threshold (lower flags more)", minimum=0, maximum=1,
                                         value=0.5))
     with gr.Row():

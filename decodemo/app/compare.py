@@ -202,7 +202,10 @@ class ComparePage:
     def outputs(self) -> list[Any]:
         """The components a redraw may update (Gradio needs them listed once, in any order)."""
         cols = [c for p in self.panels.values() for c in (p.column, p.head, p.overlay, p.normal, p.threshold)]
-        return [self.summary, self.player, *cols, self.reference_plot, self.latency_plot, self.audio_plot]
+        return [self.summary, self.player, *cols, *self.plots()]
+
+    def plots(self) -> list[Any]:
+        return [self.reference_plot, self.latency_plot, self.audio_plot]
 
 
 #: the service :func:`compare_on_gpu` runs (set by :func:`model_runner`; a ZeroGPU worker is a
@@ -292,8 +295,10 @@ class CompareHandlers:
         except DecodemoError as exc:
             raise user_error(str(exc)) from None
 
-    def draw(self, result: dict | None, opacity: float, *thresholds: float, reset: bool = False) -> dict:
-        """Everything the page shows for a held result (no model runs), as ``{component: update}``."""
+    def draw(self, result: dict | None, opacity: float, *thresholds: float, reset: bool = False,
+             plots: bool = True) -> dict:
+        """Everything the page shows for a held result (no model runs), as ``{component: update}``
+        (without ``plots``: all but the three plots, which :meth:`plots` draws)."""
         comp = self._held(result)
         if comp is None:
             return {}
@@ -307,12 +312,21 @@ class CompareHandlers:
         by_method = {o.method: o for o in comp.outcomes}
         for m, panel in page.panels.items():
             out.update(_panel_updates(comp, by_method.get(m), panel, opacity, reset))
+        if plots:
+            out.update(self._plots(comp))
+        return out
+
+    def _plots(self, comp: Comparison) -> dict:
         from decodemo.app import render
 
-        out[page.reference_plot] = render.reference_figure(comp)
-        out[page.latency_plot] = render.latency_figure(comp)
-        out[page.audio_plot] = gr.update(value=render.audio_figure(comp) if audio else None, visible=audio)
-        return out
+        audio, page = comp.modality == "audio", self.page
+        return {page.reference_plot: render.reference_figure(comp), page.latency_plot: render.latency_figure(comp),
+                page.audio_plot: gr.update(value=render.audio_figure(comp) if audio else None, visible=audio)}
+
+    def plots(self, result: dict | None) -> dict:
+        """The plots of a new result, drawn after its verdict and pictures are on screen."""
+        comp = self._held(result)
+        return {} if comp is None else self._plots(comp)
 
     def failed(self) -> str:
         """The summary after a failed run: the old results stay greyed and are named as old."""
@@ -320,6 +334,11 @@ class CompareHandlers:
                 "The greyed results below belong to the previous input.")
 
     def draw_new(self, result, opacity) -> dict:
+        """A new result: the verdict, the pictures and the controls at its thresholds (the plots follow)."""
+        return self.draw(result, opacity, reset=True, plots=False)
+
+    def draw_selected(self, result, opacity) -> dict:
+        """A result picked from the batch table: everything at its thresholds, plots included."""
         return self.draw(result, opacity, reset=True)
 
     def refresh_domains(self, current: str | None):

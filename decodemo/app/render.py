@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["colormap", "overlay", "spectrogram_rgb", "method_overlay", "normal_version",
+__all__ = ["colormap", "overlay", "for_display", "spectrogram_rgb", "method_overlay", "normal_version",
            "reference_figure", "latency_figure", "audio_figure"]
 
 # "inferno"-like anchors (value, R, G, B)
@@ -20,6 +20,10 @@ _LUT = np.stack([np.interp(np.linspace(0, 1, 256), _ANCHORS[:, 0], _ANCHORS[:, c
 _LUT = _LUT.round().astype(np.uint8)
 COLOURS = {"decodiff": "#1f77b4", "recon": "#2ca02c", "invad": "#d62728"}
 MASK_RGB = np.array([0, 255, 255], dtype=np.float32)
+#: the longest side of an image as drawn in the page (shown at about 300 px, full screen at most
+#: this); the full-resolution maps travel as .npy files. A 900 px bottle drawn at full size cost
+#: about 1.5 s of PNG encoding per result for the nine pictures.
+DISPLAY_MAX = 640
 
 
 def colormap(v: np.ndarray) -> np.ndarray:
@@ -68,6 +72,29 @@ def _map_range(outcome) -> tuple[float, float]:
     return float(m.min()), float(m.max())
 
 
+def for_display(*arrays):
+    """Images, maps and masks of an input larger than :data:`DISPLAY_MAX` scaled down to fit it
+    (area-averaged; a mask stays a mask), the others as they are; ``None`` passes through."""
+    from PIL import Image
+
+    first = next(a for a in arrays if a is not None)
+    h, w = first.shape[:2]
+    if max(h, w) <= DISPLAY_MAX:
+        return arrays
+    size = (max(1, round(w * DISPLAY_MAX / max(h, w))), max(1, round(h * DISPLAY_MAX / max(h, w))))
+    out = []
+    for a in arrays:
+        if a is None:
+            out.append(None)
+        elif a.dtype == bool:
+            out.append(np.asarray(Image.fromarray(a.astype(np.uint8) * 255).resize(size, Image.BOX)) >= 128)
+        elif a.ndim == 3:
+            out.append(np.asarray(Image.fromarray(a).resize(size, Image.BOX)))
+        else:
+            out.append(np.asarray(Image.fromarray(a.astype(np.float32)).resize(size, Image.BOX)))
+    return tuple(out)
+
+
 def method_overlay(comp, outcome, opacity: float = 0.5) -> np.ndarray:
     """The method's map over the input (audio: over the spectrogram), defect mask outlined."""
     lo, hi = _map_range(outcome)
@@ -76,7 +103,8 @@ def method_overlay(comp, outcome, opacity: float = 0.5) -> np.ndarray:
         size = _strip_size(*comp.input.shape)
         return overlay(spectrogram_rgb(_strip(comp.input, size)), np.flipud(_strip(outcome.map, size)), lo=lo,
                        hi=hi, opacity=opacity, mask=None if mask is None else np.flipud(_strip(mask, size)))
-    return overlay(comp.input, outcome.map, lo=lo, hi=hi, opacity=opacity, mask=mask)
+    base, values, mask = for_display(comp.input, outcome.map, None if mask is None else mask.astype(bool))
+    return overlay(base, values, lo=lo, hi=hi, opacity=opacity, mask=mask)
 
 
 def normal_version(comp, outcome) -> tuple[np.ndarray, np.ndarray] | None:
@@ -86,7 +114,7 @@ def normal_version(comp, outcome) -> tuple[np.ndarray, np.ndarray] | None:
     if comp.modality == "audio":
         size = _strip_size(*comp.input.shape)
         return spectrogram_rgb(_strip(comp.input, size)), spectrogram_rgb(_strip(outcome.reconstruction, size))
-    return comp.input, outcome.reconstruction
+    return for_display(comp.input, outcome.reconstruction)
 
 
 def _titles(comp):

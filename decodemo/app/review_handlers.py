@@ -142,13 +142,14 @@ def _background(service: Service, store: ReviewStore, view: ItemView, show: str)
         base = np.asarray(load_image(path), dtype=np.uint8)
     run = view.runs.get(show)
     if run is None:
-        return base
+        return render.for_display(base)[0]  # the painted mask is scaled back to the item's size
     m = store.load_map(run)
     if item.modality == "audio":
         m = np.flipud(m)
     lo = float(np.quantile(m, 0.5))
     hi = lo + 2.0 * max((run.pixel_threshold if run.pixel_threshold is not None else float(m.max())) - lo, 1e-6)
     mask = None if run.pixel_threshold is None else m > run.pixel_threshold
+    base, m, mask = render.for_display(base, m, mask)
     return render.overlay(base, m, lo=lo, hi=hi, opacity=0.45, mask=mask)
 
 

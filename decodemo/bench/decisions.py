@@ -18,14 +18,21 @@ from pathlib import Path
 __all__ = ["decision_rates", "main"]
 
 
-def decision_rates(comparisons: list, labels: list[int]) -> dict[str, dict]:
-    """``{method or "fused": {"fpr", "false_positives", "n_normal", "recall", "detected",
-    "n_anomalous"}}`` of ``comparisons`` (label 1: anomalous)."""
+def decision_rates(comparisons: list, labels: list[int], reference_thresholds: dict[str, float] | None = None
+                   ) -> dict[str, dict]:
+    """``{method, "fused" or "baseline": {"fpr", "false_positives", "n_normal", "recall", "detected",
+    "n_anomalous"}}`` of ``comparisons`` (label 1: anomalous). "baseline" is the nearest-neighbour
+    reference the app shows beside the vote (it does not vote), judged against its own threshold
+    or the one ``reference_thresholds`` gives its model."""
     rows: dict[str, list[tuple[int, bool]]] = {}
     for comp, y in zip(comparisons, labels):
         for o in comp.outcomes:
             rows.setdefault(o.method, []).append((y, o.decision == "anomalous"))
         rows.setdefault("fused", []).append((y, comp.summary()["verdict"] == "anomalous"))
+        ref = getattr(comp, "reference", None)
+        if ref is not None:
+            thr = (reference_thresholds or {}).get(ref.model, ref.threshold)
+            rows.setdefault("baseline", []).append((y, ref.score > thr))
     out = {}
     for key, r in rows.items():
         neg = [flag for y, flag in r if y == 0]
@@ -56,14 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     for sample in tqdm(layout.test, desc=f"{args.domain}: compare", unit="file"):
         comps.append(service.compare(sample.path, domain=args.domain))
         labels.append(int(sample.label))
-    sets = {"now": comps}
+    sets, ref_thresholds = {"now": comps}, {"now": None}
+    ref = comps[0].reference if comps else None
     if args.before is not None:
         old = load_manifest(args.before)
         sets = {"before": [c.with_thresholds({o.method: old[o.model].threshold for o in c.outcomes}) for c in comps],
                 **sets}
-    report = {"data": str(args.data), "domain": args.domain, "n": len(comps),
-              "thresholds": {k: {o.method: o.threshold for o in v[0].outcomes} for k, v in sets.items()},
-              "rates": {k: decision_rates(v, labels) for k, v in sets.items()}}
+        ref_thresholds["before"] = {ref.model: old[ref.model].threshold} if ref is not None and ref.model in old else None
+    thresholds = {k: {o.method: o.threshold for o in v[0].outcomes} for k, v in sets.items()}
+    if ref is not None:
+        for k in sets:
+            thresholds[k]["baseline"] = (ref_thresholds.get(k) or {}).get(ref.model, ref.threshold)
+    report = {"data": str(args.data), "domain": args.domain, "n": len(comps), "thresholds": thresholds,
+              "rates": {k: decision_rates(v, labels, ref_thresholds.get(k)) for k, v in sets.items()}}
     print(f"{args.domain}: {len(comps)} test files ({labels.count(0)} normal, {labels.count(1)} anomalous)")
     print(f"{'thresholds':<10} {'method':<10} {'threshold':>10} {'FPR on good':>16} {'recall on defects':>20}")
     for k, rates in report["rates"].items():

@@ -43,7 +43,7 @@ def comparison_json(comp, out_dir: str | Path | None = None, *, map_files: dict[
                 rec = o.reconstruction
                 if rec.ndim == 2:  # spectrogram, low frequencies at the bottom
                     rec = (np.flipud(rec) * 255).round().astype(np.uint8)
-                Image.fromarray(rec).save(out / f"{o.method}_normal.png")
+                Image.fromarray(rec).save(out / f"{o.method}_normal.png", compress_level=1)  # fast; a download
                 row["normal_file"] = str(out / f"{o.method}_normal.png")
         if o.frame_scores is not None:
             row["frame_scores"] = [round(float(v), 5) for v in o.frame_scores]

@@ -168,8 +168,10 @@ def test_the_compare_page_draws_the_sound_in_one_figure(clip):
     page = ComparePage(summary="summary", player="player", panels=panels, reference_plot="reference",
                        latency_plot="latency", audio_plot="audio")
     h = CompareHandlers(Held(), store=None, page=page, run_models=lambda *a, **k: None)
-    out = h.draw_new({"id": comp.id}, 0.6)
-    assert set(out) == set(page.outputs())
+    out = h.draw_new({"id": comp.id}, 0.6)  # a new result: everything but the plots, which follow
+    assert set(out) == set(page.outputs()) - set(page.plots())
+    out.update(h.plots({"id": comp.id}))
+    assert set(out) == set(page.outputs()) == set(h.draw_selected({"id": comp.id}, 0.6))
     assert out["audio"]["visible"] is True
     assert [t.name for t in out["audio"]["value"].data if t.type == "heatmap"] == ["spectrogram", *METHOD_ORDER]
     for m in METHOD_ORDER:

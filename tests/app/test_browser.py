@@ -136,7 +136,15 @@ def _no_error_badges(page) -> None:
 
 
 def test_compare_an_image_see_why_and_drag_a_threshold(page, files):
-    _compare(page, files / "crack.png", "Synthetic texture [image]")
+    # before any result there are no method columns (no 0-to-1 sliders standing for nothing)
+    assert not page.locator(".method-col").first.is_visible()
+    _upload(page, files / "crack.png", "Synthetic texture [image]")
+    page.locator("#compare-button").click()
+    # the progress bar sits under the button and names what runs
+    page.wait_for_function("() => /DeCo-Diff|Diffusion reconstruction|Latent likelihood|reading|checking/"
+                           ".test(document.querySelector('#compare-progress').innerText)", timeout=30_000)
+    page.wait_for_function("() => !document.body.classList.contains('dm-running')"
+                           " && document.querySelector('#compare-summary').innerText.includes('crack.png')")
     text = _summary(page)
     assert "ANOMALOUS" in text and "above their calibrated thresholds" in text and "crack.png" in text
     body = page.locator("body").inner_text()
@@ -188,6 +196,7 @@ def test_compare_a_clip(page, files):
 
 def test_the_api_page_names_this_server(page, app):
     _, url = app
+    assert page.get_by_text("Use via API").first.is_visible()  # Gradio's footer link, not hidden
     page.get_by_role("tab", name="API").click()
     page.wait_for_function(f"() => document.body.innerText.includes('Client(\"{url}\")')")
 
@@ -219,6 +228,22 @@ def test_review_by_keyboard_undo_then_apply_a_threshold_and_export(page, app, fi
     page.keyboard.press("z")  # nothing left to undo: a toast, no error badges
     page.wait_for_function("() => document.body.innerText.includes('no review left to undo')")
     _no_error_badges(page)
+    # paint a stroke on the shown item: its verdict then carries the mask (an unpainted item's
+    # verdict does not send the editor at all)
+    canvas = page.locator("#rv-editor canvas").first
+    canvas.scroll_into_view_if_needed()
+    cb = canvas.bounding_box()
+    page.mouse.move(cb["x"] + cb["width"] * 0.4, cb["y"] + cb["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(cb["x"] + cb["width"] * 0.55, cb["y"] + cb["height"] * 0.5, steps=8)
+    page.mouse.up()
+    painted_item = int(first.split()[1])
+    page.keyboard.press("a")
+    page.wait_for_function(f"() => !document.body.innerText.includes({first!r})")
+    (review,) = [r for r in store.current_reviews(painted_item) if r["reviewer"] == "anonymous"]
+    assert review["verdict"] == "anomalous" and review["mask_path"], review
+    page.keyboard.press("z")  # undo it: the item is pending again, for the keys below
+    page.wait_for_function(f"() => document.body.innerText.includes({first!r})")
     page.keyboard.press("n")
     page.wait_for_function(f"() => !document.body.innerText.includes({first!r})")
     for _ in range(6):  # the rest of the queue (the compare tests above recorded their inputs too)

@@ -60,3 +60,20 @@ def test_one_read_of_the_upload_and_one_write_of_each_map(tmp_path, upload, monk
     stored = list((tmp_path / "store").rglob("upload*")) + list((tmp_path / "store" / "files" / "inputs").rglob("*.png"))
     assert stored and stored[0].read_bytes() == upload.read_bytes()
     assert {Path(f).name for f in files} >= {f"{m}_map.npy" for m in METHOD_ORDER}
+
+
+def test_a_threshold_is_shown_short_and_snaps_back_to_its_exact_value():
+    from types import SimpleNamespace
+
+    from decodemo.app.compare import _shown_threshold, _slider_range, _snap
+
+    o = SimpleNamespace(score=0.389712345, threshold=0.4812560081, default_threshold=0.4812560081,
+                        reference_scores=[0.30123, 0.35123456, 0.4812560081])
+    lo, hi, step = _slider_range(o)
+    shown = _shown_threshold(o.threshold, step)
+    assert shown == 0.4813  # four significant digits, not 0.4812560081
+    assert _snap(shown, o) == o.threshold  # the shown value decides exactly as the threshold does
+    assert lo < 0.30123 and hi > o.threshold and step > 0
+    assert _shown_threshold(17.782269, 0.01) == 17.78
+    # a step finer than four digits can tell apart: more digits, still within a quarter step
+    assert abs(_shown_threshold(1234.5678, 0.004) - 1234.5678) <= 0.001
