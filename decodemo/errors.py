@@ -25,6 +25,18 @@ __all__ = [
     "OutputNotEmptyError",
     "ModelError",
     "UnsafeWeightsError",
+    "IntegrityError",
+    "UnpinnedReferenceError",
+    "PermissionDeniedError",
+    "ThresholdOutOfBoundsError",
+    "StoreError",
+    "StoreBusyError",
+    "StoreUnavailableError",
+    "StoreFileError",
+    "ReviewError",
+    "NoteTooLongError",
+    "RequestIdError",
+    "RequestIdConflictError",
 ]
 
 
@@ -94,3 +106,59 @@ class ModelError(DecodemoError):
 
 class UnsafeWeightsError(ModelError):
     """A model folder holds pickle weights; only safetensors are loaded."""
+
+
+class PermissionDeniedError(DecodemoError, PermissionError):
+    """The signed-in person (or an anonymous visitor) may not do this: the message says who may."""
+
+
+class ThresholdOutOfBoundsError(DecodemoError, ValueError):
+    """A threshold outside the bounds its model's normal reference allows."""
+
+
+class StoreError(DecodemoError):
+    """The review store refused or could not carry out a read or a write. Nothing of a refused
+    write is kept (its transaction is rolled back); no database driver's error leaves the store
+    untyped."""
+
+
+class StoreBusyError(StoreError):
+    """A write kept losing to other writers (a lock, a serialisation failure, a deadlock or a
+    unique key taken at the same moment) after every retry; sending it again is safe."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's database cannot be reached or used (server down, wrong ``DECODEMO_DB_URL``,
+    locked or unreadable file)."""
+
+
+class StoreFileError(StoreError):
+    """A file of the store (an upload, a map, a mask) cannot be written or read under its data
+    directory."""
+
+
+class ReviewError(StoreError, ValueError):
+    """A review or a threshold change that cannot be stored as given."""
+
+
+class NoteTooLongError(ReviewError):
+    """A review's note is longer than the store keeps (it is refused, never cut)."""
+
+
+class RequestIdError(ReviewError):
+    """A review's request id is not a short token (letters, digits, ``.``, ``_``, ``:``, ``-``)."""
+
+
+class RequestIdConflictError(ReviewError):
+    """A review sent again under a request id already used by the reviewer, with other content."""
+
+
+class IntegrityError(UnsafeWeightsError):
+    """A model (or in-domain reference) folder is not what its manifest pins: a file was changed,
+    added or removed, or the folder or a file in it is a symbolic link (links are never followed
+    inside a registry root). The message names the file."""
+
+
+class UnpinnedReferenceError(ModelError):
+    """A reference to weights on the Hugging Face Hub is not pinned to a commit (a 40-hex
+    revision): a branch or tag can move, so what loads would change under the same name."""

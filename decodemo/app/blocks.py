@@ -28,7 +28,7 @@ from decodemo import settings
 from decodemo.app.compare import domain_choices
 from decodemo.service import METHOD_ORDER, METHOD_TITLES, Service
 
-__all__ = ["build_app", "domain_choices", "launch_kwargs", "main"]
+__all__ = ["build_app", "default_service", "domain_choices", "launch_kwargs", "main"]
 
 #: the app's static files (styles, logo), top-level ``assets/`` as the design card asks
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -43,9 +43,27 @@ the prior density, no reconstruction). Each shows how anomalous the input is, wh
 it thinks the normal version looks like."""
 
 
-def build_app(service: Service | None = None, *, store=None, examples_dir: str | Path | None = None):
+#: comparisons admitted at once (each waits for its turn at the models inside the service)
+COMPARE_REQUESTS = 8
+
+
+def default_service(access=None) -> Service:
+    """The app's service: the bundled registry plus the user registry of ``python -m decodemo
+    fit``; ``access`` default: the environment's (:meth:`AccessPolicy.from_settings`)."""
+    from decodemo.hub import ModelRegistry
+    from decodemo.service.access import AccessPolicy
+
+    registry = ModelRegistry(max_resident=settings.max_models())
+    registry.add_manifest(settings.user_registry())  # the model sets of `python -m decodemo fit`
+    return Service(registry, access=access if access is not None else AccessPolicy.from_settings())
+
+
+def build_app(service: Service | None = None, *, store=None, examples_dir: str | Path | None = None, access=None):
     """The ``gr.Blocks`` app over ``service`` (default: one over the bundled registry) and the
-    review ``store`` (default: :class:`decodemo.store.ReviewStore` in the data directory)."""
+    review ``store`` (default: :class:`decodemo.store.ReviewStore` in the data directory).
+    ``access`` (a :class:`decodemo.service.access.AccessPolicy`) says who may apply thresholds;
+    default: the service's own, for a new service the environment's
+    (:meth:`~decodemo.service.access.AccessPolicy.from_settings`)."""
     from decodemo.app.batch import BatchHandlers, wire_batch
     from decodemo.app.compare import CompareHandlers
     from decodemo.app.examples import build_examples
@@ -53,18 +71,18 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
     from decodemo.store import ReviewStore
 
     if service is None:
-        from decodemo.hub import ModelRegistry
-
-        registry = ModelRegistry(max_resident=settings.max_models())
-        registry.add_manifest(settings.user_registry())  # the model sets of `python -m decodemo fit`
-        service = Service(registry)
+        service = default_service(access)
+    if access is not None:
+        service.access = access
     if store is None:
         store = ReviewStore()
     service.attach_store(store)  # thresholds applied before (and from now on) live in the store
     domains = service.domains()
     examples = [(p, d) for p, d in build_examples(examples_dir) if d in domains]
 
-    with gr.Blocks(title="decodemo: diffusion anomaly detection") as demo:
+    hours = settings.cache_hours()
+    # Gradio's upload and result cache: files older than DECODEMO_CACHE_HOURS go, checked as often
+    with gr.Blocks(title="decodemo: diffusion anomaly detection", delete_cache=(int(hours * 1800), int(hours * 3600))) as demo:
         gr.HTML(f"<div class='brand'>{LOGO}<h1>decodemo</h1></div>")
         gr.Markdown(INTRO)
         with gr.Tab("Compare"):
@@ -82,8 +100,10 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         # the old results are greyed the moment a run starts (in the browser, no round trip) and
         # stay greyed after an error; the progress bar, with the method in progress, sits under the button
         run.click(None, None, None, js=GREY_JS, queue=False)
+        # up to COMPARE_REQUESTS comparisons are admitted at once; the service's fair gate lets one
+        # compute at a time, images and short clips before long clips (decodemo.service.gate)
         compared = run.click(h.compare, [upload, record, domain], [page.result, page.files], api_name="compare",
-                             concurrency_limit=2, show_progress_on=[page.status])
+                             concurrency_limit=COMPARE_REQUESTS, show_progress_on=[page.status])
         drawn = compared.success(h.draw_new, [page.result, page.opacity], outputs, **quiet)
         drawn.then(None, None, None, js=UNGREY_JS, queue=False)
         drawn.then(h.plots, [page.result], page.plots(), **quiet)
@@ -94,6 +114,9 @@ def build_app(service: Service | None = None, *, store=None, examples_dir: str |
         reset.click(h.defaults, [page.result], page.sliders, api_visibility="private").then(h.draw, controls, outputs,
                                                                                            **quiet)
         wire_batch(batch, BatchHandlers(h), domain, page, h.draw_selected, outputs)
+    from decodemo.app.cleanup import start_sweeper
+
+    start_sweeper()  # handed-out files older than DECODEMO_CACHE_HOURS go
     demo.service = service  # for tests and scripts
     demo.handlers = h
     demo.store = store
@@ -114,6 +137,10 @@ def _compare_tab(service: Service, examples):
                 domain = gr.Dropdown(domain_choices(service), value="auto", label="Model set", scale=4)
                 refresh = gr.Button("↻ Refresh", size="sm", scale=1, min_width=80)
             run = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            missing = service.unavailable()
+            if missing:  # the app serves the rest; say what is missing and why
+                gr.Markdown("**Unavailable here:** " + "; ".join(f"`{n}` ({why[:160]})" for n, why in missing.items()),
+                            elem_id="unavailable-models")
             status = gr.Markdown("", elem_id="compare-progress", elem_classes="compare-progress")
             opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Map opacity")
             reset = gr.Button("Reset thresholds to the models' own", size="sm")
@@ -246,7 +273,9 @@ def launch_kwargs() -> dict[str, Any]:
 
     from decodemo.app.review import KEYBOARD_JS
 
-    return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS + COMPARE_JS, max_file_size="256mb",
+    from decodemo.app.auth import VISITOR_JS
+
+    return dict(theme=gr.themes.Soft(), css=CSS, head=KEYBOARD_JS + COMPARE_JS + VISITOR_JS, max_file_size="256mb",
                 allowed_paths=[str(data_dir() / "examples"), str(data_dir() / "files" / "maps")],
                 footer_links=["api"])
 
@@ -260,14 +289,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     ap.add_argument("--no-warm-up", action="store_true", help="load models on first use instead of at start")
     ap.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
-                    help="require a login (repeatable; also DECODEMO_AUTH=user:pw,user2:pw2); reviews carry the "
-                         "login name, without it they are stored as anonymous")
+                    help="require a login (repeatable; also DECODEMO_AUTH=user:pw,user2:pw2 or DECODEMO_AUTH_FILE); "
+                         "reviews carry the login name; failed logins are throttled")
+    ap.add_argument("--admin", action="append", default=[], metavar="USER",
+                    help="a login that may apply thresholds (repeatable; also DECODEMO_ADMINS); reviewers cannot")
+    ap.add_argument("--open-thresholds", action="store_true",
+                    help="let anyone apply thresholds, signed in or not (one person on their own machine)")
     args = ap.parse_args(argv)
-    pairs = args.auth + settings.auth_pairs()
-    auth = [tuple(p.split(":", 1)) for p in pairs if ":" in p] or None
-    demo = build_app()
-    if not args.no_warm_up:
-        print(f"Models loaded in {demo.service.warm_up():.1f} s on {demo.service.registry.device}.")
+    from decodemo.app.auth import Logins
+    from decodemo.service.access import AccessPolicy
+
+    pairs = [tuple(p.split(":", 1)) for p in args.auth if ":" in p] + settings.auth_pairs()
+    access = AccessPolicy.from_settings(args.admin, open_thresholds=args.open_thresholds)
+    service = default_service(access)
+    print(access.who_may())
+    if not args.no_warm_up:  # a model that cannot be loaded is shown as unavailable; the rest serve
+        seconds, failed = service.warm_up_available()
+        print(f"Models loaded in {seconds:.1f} s on {service.registry.device}.")
+        for name, reason in failed.items():
+            print(f"Unavailable: {name}: {reason}")
+    demo = build_app(service)
     demo.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                                   auth=auth, **launch_kwargs())
+                                                   auth=Logins(pairs) if pairs else None, **launch_kwargs())
     return 0

@@ -7,7 +7,6 @@ Redraws return ``{component: update}``, so no output is counted by hand.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,10 @@ DOMAIN_TITLES = {
 
 
 def _results_dir() -> Path:
-    d = Path(tempfile.gettempdir()) / "decodemo-results"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """This process's folder for handed-out files, swept on a schedule (:mod:`decodemo.app.cleanup`)."""
+    from decodemo.app.cleanup import results_dir
+
+    return results_dir()
 
 
 def _pct_text(o) -> str:

@@ -20,7 +20,7 @@ from decodemo.service import Service
 from decodemo.store import ReviewStore, feedback, records, safe_name
 from decodemo.app.errors import user_error
 
-__all__ = ["DashboardView", "dashboard", "pick_model", "apply", "export", "export_dataset"]
+__all__ = ["DashboardView", "dashboard", "pick_model", "apply", "apply_api", "export", "export_dataset"]
 
 
 class DashboardView(NamedTuple):
@@ -117,9 +117,11 @@ def apply(service: Service, store: ReviewStore, model, value, reason, domain, re
     """Judge ``model`` against ``value`` from now on (kept, with who and why), then redraw."""
     if not model or value is None:
         raise user_error("Pick a model and a threshold.")
+    from decodemo.app.auth import is_visitor
+
+    who = reviewer_name(request, profile)
     try:
-        change = service.apply_threshold(model, float(value), by=reviewer_name(request, profile),
-                                         reason=reason or "")
+        change = service.apply_threshold(model, float(value), by=who, reason=reason or "", anonymous=is_visitor(who))
     except DecodemoError as exc:
         raise user_error(str(exc)) from None
     gr.Info(f"{model}: threshold {change['old_threshold']:.4g} -> {change['new_threshold']:.4g}; "
@@ -137,11 +139,33 @@ def apply(service: Service, store: ReviewStore, model, value, reason, domain, re
     return dashboard(service, store, domain)
 
 
+def apply_api(service: Service, model, value, reason, request: gr.Request = None,
+              profile: gr.OAuthProfile | None = None) -> dict[str, Any]:
+    """The ``apply_threshold`` API: judge ``model`` against ``value`` from now on, for admins only
+    (:mod:`decodemo.service.access`), within the model's bounds; returns the stored change."""
+    from decodemo.app.auth import is_visitor
+
+    who = reviewer_name(request, profile)
+    if not model or value is None:
+        raise user_error("Give a model name and a threshold.")
+    try:
+        return service.apply_threshold(str(model), float(value), by=who, reason=str(reason or ""),
+                                       anonymous=is_visitor(who))
+    except DecodemoError as exc:
+        raise user_error(str(exc)) from None
+
+
+def _results_dir() -> Path:
+    from decodemo.app.cleanup import results_dir
+
+    return results_dir()
+
+
 def export(store: ReviewStore):
     """Every table as CSV and JSON and the masks as PNG in a zip; and the store's counts."""
     with store.session() as s:
         tables, counts = records.table_rows(s), records.counts(s)
-    paths = store.write_export(tables, Path(tempfile.mkdtemp(prefix="decodemo-export-")))
+    paths = store.write_export(tables, Path(tempfile.mkdtemp(prefix="export-", dir=_results_dir())))
     return [str(p) for p in paths.values()], counts
 
 
@@ -155,7 +179,7 @@ def export_dataset(store: ReviewStore, domain):
     domain = chosen(domain)
     if not domain:
         raise user_error("Pick the model set to export under Domain.")
-    tmp, folder = Path(tempfile.mkdtemp(prefix="decodemo-dataset-")), safe_name(domain)
+    tmp, folder = Path(tempfile.mkdtemp(prefix="dataset-", dir=_results_dir())), safe_name(domain)
     try:
         with store.session() as s:
             rows = reviewed_items(s, domain)

@@ -22,7 +22,7 @@ from decodemo.app import review_handlers as rv
 from decodemo.app.dashboard import DashboardView
 from decodemo.app.review_handlers import ALL, ANY, ReviewView, editor_mask, reviewer_name
 from decodemo.service import METHOD_ORDER, METHOD_TITLES, Service
-from decodemo.store import ReviewStore
+from decodemo.store import ReviewStore, records
 
 __all__ = ["reviewer_name", "review_tabs", "editor_mask", "KEYBOARD_JS"]
 
@@ -100,7 +100,7 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
             with gr.Column(scale=2):
                 info = gr.Markdown("Press **Load queue**.", elem_id="rv-info")
                 right = gr.CheckboxGroup([(METHOD_TITLES[m], m) for m in METHOD_ORDER], label="Methods that were right")
-                note = gr.Textbox(label="Note", lines=2)
+                note = gr.Textbox(label="Note", lines=2, max_length=records.NOTE_MAX_CHARS)
                 with gr.Row():
                     b_normal = gr.Button("Normal (N)", elem_id="rv-normal")
                     b_anom = gr.Button("Anomalous (A)", elem_id="rv-anomalous", variant="stop")
@@ -141,6 +141,9 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
         gr.Markdown("### Thresholds: current and suggested (best F1 on reviewed items; a suggestion needs "
                     f"{settings.min_reviewed()} reviewed normals and {settings.min_reviewed()} reviewed anomalies)")
         thr_table = gr.Dataframe(headers=dash.THRESHOLD_COLUMNS, interactive=False, wrap=True)
+        gr.Markdown(f"_{service.access.who_may()} A threshold stays within its normal reference's range widened "
+                    "by one width below and three above; every change is kept below, with who and why._",
+                    elem_id="threshold-policy")
         with gr.Row():
             a_model = gr.Dropdown([], label="Model")
             a_value = gr.Number(label="New threshold")
@@ -164,10 +167,19 @@ def review_tabs(service: Service, store: ReviewStore) -> None:
             api_right = gr.Textbox(label="methods_right")
             api_note = gr.Textbox(label="note")
             api_mask = gr.File(label="mask_file", type="filepath")
+            api_request = gr.Textbox(label="request_id", value="")
             api_out = gr.JSON()
             api_button = gr.Button("submit review")
-        api_button.click(bind(rv.submit_api, store), [api_item, api_verdict, api_right, api_note, api_mask], api_out,
+        api_button.click(bind(rv.submit_api, store), [api_item, api_verdict, api_right, api_note, api_mask, api_request], api_out,
                          api_name="submit_review")
+        with gr.Row(visible=False):  # API-only: apply a threshold (admins only, within the model's bounds)
+            api_model = gr.Textbox(label="model")
+            api_value = gr.Number(label="threshold")
+            api_why = gr.Textbox(label="reason")
+            api_change = gr.JSON()
+            api_apply = gr.Button("apply threshold")
+        api_apply.click(bind(dash.apply_api, service), [api_model, api_value, api_why], api_change,
+                        api_name="apply_threshold")
     drawn = list(DashboardView(head=d_head, metrics=fig_metrics, confusion=fig_conf, curves=fig_curves,
                                kappa=kappa_md, thresholds=thr_table, changes=changes, model=a_model))
     for event in (refresh.click, dash_tab.select, d_domain.change):

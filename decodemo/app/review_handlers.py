@@ -5,7 +5,9 @@ Each event reads and writes the store in one session (``with store.session() as 
 plain values out of it (:class:`ItemView`), and draws after the session has closed.
 
 Reviewer identity: the login name when the app runs with ``launch(auth=...)`` (or Hugging Face
-OAuth on a Space); otherwise reviews are stored as ``anonymous`` and marked so.
+OAuth on a Space); otherwise this browser's visitor name (``anonymous:<8 hex>``, from a cookie the
+page sets, :mod:`decodemo.app.auth`), so undo and history are the visitor's own; reviews without
+either are stored as ``anonymous``. All of these are marked anonymous.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ def chosen(value: str | None, everything: str = ALL) -> str | None:
 
 
 def reviewer_name(request: Any = None, profile: Any = None) -> str | None:
-    """The signed-in name (``auth`` login or Hugging Face OAuth), or None when anonymous."""
-    if profile is not None and getattr(profile, "username", None):
-        return str(profile.username)
-    user = getattr(request, "username", None) if request is not None else None
-    return str(user) if user else None
+    """The signed-in name (``auth`` login or Hugging Face OAuth); without one this browser's
+    visitor name (``anonymous:<8 hex>``, :func:`decodemo.app.auth.identity`), or None."""
+    from decodemo.app.auth import identity
+
+    return identity(request, profile)
 
 
 def editor_mask(value: Any, size: tuple[int, int], *, flip: bool = False) -> np.ndarray | None:
@@ -178,9 +180,20 @@ def _item_view(service: Service, store: ReviewStore, view: ItemView, show: str, 
                       note=current["note"] if current else "", skipped=skipped or [])
 
 
+def _me(reviewer: str | None) -> str:
+    """How the queue header names who is reviewing."""
+    from decodemo.app.auth import VISITOR_PREFIX
+
+    if reviewer is None:
+        return "anonymous (the app runs without login)"
+    if reviewer.startswith(VISITOR_PREFIX):
+        return f"anonymous visitor {reviewer[len(VISITOR_PREFIX):]} (this browser; the app runs without login)"
+    return reviewer
+
+
 def _queue_view(service: Service, store: ReviewStore, rows: list[dict], view: ItemView | None, show: str, skipped,
                 reviewer: str | None) -> ReviewView:
-    me = reviewer or "anonymous (the app runs without login)"
+    me = _me(reviewer)
     if view is None:
         return ReviewView(None, None, f"**Nothing to review** with these filters. Reviewing as **{me}**.", "",
                           gr.update(value=[]), "", skipped or [])
@@ -265,8 +278,8 @@ def reshow(service: Service, store: ReviewStore, item_id, show, skipped, request
     return _item_view(service, store, view, show, "", skipped)
 
 
-def submit_api(store: ReviewStore, item_id, verdict, methods_right, note, mask_file, request: gr.Request = None,
-               profile: gr.OAuthProfile | None = None):
+def submit_api(store: ReviewStore, item_id, verdict, methods_right, note, mask_file, request_id=None,
+               request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Store a review of an analysed item (its ``item_id`` is in the compare result).
 
     Args:
@@ -275,6 +288,8 @@ def submit_api(store: ReviewStore, item_id, verdict, methods_right, note, mask_f
         methods_right: the methods that were right (invad, decodiff, recon), comma-separated.
         note: free text.
         mask_file: optional PNG of the defect mask at the input's size (non-zero = defect).
+        request_id: optional id of this request (e.g. a UUID): sent again after a lost answer
+            or a crash, the review is stored once and the first answer comes back.
     Returns:
         the stored review version.
     """
@@ -288,6 +303,7 @@ def submit_api(store: ReviewStore, item_id, verdict, methods_right, note, mask_f
             mask = np.asarray(load_image(mask_file).convert("L")) > 127  # the input layer's checks
         right = [m.strip() for m in (methods_right or "").split(",") if m.strip()]
         return store.submit_review(int(item_id), reviewer_name(request, profile), (verdict or "").strip(),
-                                   methods_right=right, mask=mask, note=note or "")
+                                   methods_right=right, mask=mask, note=note or "",
+                                   request_id=(str(request_id).strip() or None) if request_id else None)
     except DecodemoError as exc:
         raise user_error(str(exc)) from None

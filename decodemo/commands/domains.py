@@ -66,7 +66,7 @@ def write_domain_reference(domain: str, layout, root: Path, *, mel: dict | None,
 
 def _cmd_domain_reference(args) -> int:
     from decodemo.data.layout import scan_layout
-    from decodemo.hub import MANIFEST, load_manifest
+    from decodemo.hub import MANIFEST, load_manifest, pin_domain
 
     path = args.manifest or MANIFEST
     entries = load_manifest(path)
@@ -74,6 +74,7 @@ def _cmd_domain_reference(args) -> int:
         raise DecodemoError(f"{path} has no models of domain {args.domain!r}.")
     layout = scan_layout(args.data, require_train=True)
     write_domain_reference(args.domain, layout, path.parent, mel=_mel_of(entries, args.domain))
+    pin_domain(args.domain, path)  # the manifest pins the new reference's files (decodemo.ood verifies them)
     return 0
 
 
@@ -101,7 +102,7 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
     from decodemo.data.layout import refuse_inside_repo, scan_layout
     from decodemo.evaluation import evaluate
     from decodemo.evaluation.reference import normal_reference
-    from decodemo.hub import MANIFEST, entry_from_folder, load_manifest, save_manifest
+    from decodemo.hub import MANIFEST, entry_from_folder, load_manifest, pin_domain, save_manifest
     from decodemo.methods import load_model
     from decodemo.methods.catalogue import DETECTORS
     from decodemo.training.split import split_normal
@@ -154,6 +155,7 @@ def fit_domain(data: Path, name: str, *, preset: str = "quick", methods: list[st
         figures[method] = fig
         eta.finished(method)
     write_domain_reference(name, layout, root, mel=_mel_of(entries, name), log=log)
+    pin_domain(name, path)  # the user registry pins the reference's files (decodemo.ood verifies them)
     eta.finished("in-domain reference")
     seconds = time.perf_counter() - t_start
     log(f"[fit] {name}: done in {seconds / 60:.1f} min; {len(methods)} models in {path}")

@@ -170,15 +170,18 @@ def _cmd_models(args) -> int:
     from decodemo.hub import load_manifest, where
 
     path = _manifest(args)
-    entries = load_manifest(path)
+    broken: dict[str, str] = {}
+    entries = load_manifest(path, broken=broken)  # a broken entry is listed with why, the others load
     rows = [{"name": n, "method": e.method, "modality": e.modality, "domain": e.domain, "class_id": e.class_id,
              "threshold": e.threshold, "loads_from": where(e, root=path.parent)} for n, e in entries.items()]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows + [{"name": n, "broken": why} for n, why in broken.items()], indent=1))
         return 0
     print(f"{'name':<18} {'method':<9} {'modality':<8} {'threshold':>10}  loads from")
     for r in rows:
         print(f"{r['name']:<18} {r['method']:<9} {r['modality']:<8} {r['threshold']:>10.4g}  {r['loads_from']}")
+    for n, why in broken.items():
+        print(f"{n:<18} broken: {why}")
     return 0
 
 
@@ -230,12 +233,12 @@ def _cmd_register(args) -> int:
                               hub=old.hub if old else None)
     if entry.bundled is None and entry.hub is None:
         raise RegistryError(f"{args.folder} is not under checkpoints/ and {args.name} has no Hub source.")
-    if old is not None and old.sha256 == entry.sha256:
-        entry.reference = old.reference  # same weights: the normal reference still holds
+    if old is not None and (old.files == entry.files if old.files else old.sha256 == entry.sha256):
+        entry.reference = old.reference  # same files (or, pinned before files, weights): the reference holds
     entries[args.name] = entry
     save_manifest(entries, path)
-    print(f"{args.name}: {entry.method} ({entry.modality}), threshold {entry.threshold:.4g}, sha256 "
-          f"{entry.sha256[:12]}...; written to {path}")
+    print(f"{args.name}: {entry.method} ({entry.modality}), threshold {entry.threshold:.4g}, {len(entry.files)} "
+          f"files pinned (model.safetensors {entry.sha256[:12]}...); written to {path}")
     return 0
 
 

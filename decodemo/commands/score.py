@@ -100,7 +100,7 @@ def _one_model(args, inputs):
     from tqdm.auto import tqdm
 
     from decodemo.evaluation import model_threshold
-    from decodemo.inference import detect_prepared, modality_of, prepare_path
+    from decodemo.inference import detect_prepared, file_modality, prepare_path
     from decodemo.training import resolve_device
 
     model, args.category = load_cli_model(args.model, str(resolve_device(args.device)), args.category)
@@ -116,7 +116,7 @@ def _one_model(args, inputs):
             try:
                 if item.path is None:
                     raise DecodemoError(item.error or "not read")
-                if cfg.modality == "audio" and modality_of(item.path) != "audio":
+                if cfg.modality == "audio" and file_modality(item.path) != "audio":
                     raise DecodemoError(f"{item.path.name}: this model scores audio clips (.wav, .flac, .ogg, .mp3).")
                 score = detect_prepared(model, prepare_path(item.path, cfg), **kwargs).score
             except DecodemoError as exc:

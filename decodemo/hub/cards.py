@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from decodemo.errors import ModelError
-from decodemo.hub.manifest import (_SHA1, CHECKPOINTS, MANIFEST, WEIGHT_FILES, Entry, HubSource, RegistryError,
-                                   file_sha256, load_manifest, save_manifest)
+from decodemo.hub.manifest import (_SHA1, CHECKPOINTS, MANIFEST, Entry, HubSource, RegistryError, folder_files,
+                                   load_manifest, save_manifest)
 from decodemo.hub.resolve import resolve
 from decodemo.methods.catalogue import PAPERS
 
@@ -20,11 +20,16 @@ def entry_from_folder(name: str, folder: str | Path, *, domain: str, class_id: s
                       figures: dict[str, Any] | None = None, training_data: str = "", licence: str = "",
                       root: str | Path = CHECKPOINTS, hub: HubSource | None = None) -> Entry:
     """A manifest entry for a model folder: method, modality, threshold (of ``class_id`` for a
-    multi-class model), input settings and SHA-256 from the folder itself."""
+    multi-class model), input settings and the SHA-256 of every file (``files``; ``sha256`` is
+    that of ``model.safetensors``) from the folder itself. A folder with a symbolic link in it is
+    refused (:class:`decodemo.errors.IntegrityError`)."""
     from decodemo.methods.base import read_config
 
     folder = Path(folder)
     cfg = read_config(folder)
+    files = folder_files(folder)
+    if "model.safetensors" not in files:
+        raise RegistryError(f"{name}: {folder} has no model.safetensors.")
     thr = cfg.get("threshold")
     if isinstance(thr, dict):
         if class_id is None and len(thr) == 1:
@@ -37,14 +42,14 @@ def entry_from_folder(name: str, folder: str | Path, *, domain: str, class_id: s
     vae = cfg.get("vae") or {}
     size = cfg.get("image_size", vae.get("image_size"))
     try:
-        bundled = str(folder.resolve().relative_to(Path(root).resolve()))
+        bundled = folder.resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError:
         bundled = None
     return Entry(name=name, method=cfg["method"], modality=cfg.get("modality", "image"), domain=domain,
                  class_id=class_id, threshold=float(thr), threshold_provenance=cfg.get("threshold_provenance") or "",
-                 sha256=file_sha256(folder / "model.safetensors"), bundled=bundled, hub=hub, figures=figures or {},
+                 sha256=files["model.safetensors"], bundled=bundled, hub=hub, figures=figures or {},
                  input={"image_size": size, "mel": cfg.get("mel")}, training_data=training_data, licence=licence,
-                 paper=PAPERS.get(cfg["method"], ""))
+                 paper=PAPERS.get(cfg["method"], ""), files=files)
 
 
 def _deviations(method: str) -> str:
@@ -154,7 +159,8 @@ def push(name: str, repo_id: str, *, manifest: str | Path = MANIFEST, root: str 
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for f in WEIGHT_FILES:
+        for f in sorted({"config.json", *entry.pinned()}):  # every verified file, nothing else
+            (Path(tmp) / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / f, Path(tmp) / f)
         from decodemo.methods.base import read_config
 

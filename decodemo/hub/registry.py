@@ -1,4 +1,5 @@
-"""Names -> loaded models, each loaded once behind a lock, at most ``max_resident`` in memory."""
+"""Names -> loaded models, each loaded once behind a lock, at most ``max_resident`` in memory; the
+entries that cannot be served (broken in the manifest, or refused at warm-up) listed with why."""
 
 from __future__ import annotations
 
@@ -10,18 +11,26 @@ from typing import Any
 from decodemo import settings
 from decodemo.errors import ModelError
 from decodemo.hub.devices import best_device, load_on_device
-from decodemo.hub.manifest import CHECKPOINTS, Entry, MANIFEST, load_manifest
+from decodemo.hub.manifest import CHECKPOINTS, Entry, MANIFEST, ModelUnavailableError, load_manifest
 from decodemo.hub.resolve import resolve_verified
 
 
 class ModelRegistry:
     """Names -> loaded models, each loaded once (one lock per name) and kept in an LRU of
-    ``max_resident`` models. Thread-safe; share one per process."""
+    ``max_resident`` models. Thread-safe; share one per process.
+
+    A manifest is read leniently (:func:`load_manifest` with ``broken``): an entry that does not
+    validate is left out and listed in :attr:`unavailable` (name -> one-line reason), so one bad
+    entry never takes the others down. :meth:`mark_unavailable` moves there an entry whose weights
+    could not be resolved or verified at warm-up. ``entries`` is replaced, never changed in place,
+    when an entry is added or moved, so iterating over it while another thread does so is safe."""
 
     def __init__(self, manifest: str | Path | dict[str, Entry] = MANIFEST, *, root: str | Path | None = None,
                  device: str | None = None, max_resident: int = settings.MAX_MODELS, cache_dir=None, endpoint=None) -> None:
         """``root`` (where bundled folders live) defaults to the manifest's folder."""
-        self.entries = manifest if isinstance(manifest, dict) else load_manifest(manifest)
+        #: name -> one-line reason, for manifest entries that cannot be served
+        self.unavailable: dict[str, str] = {}
+        self.entries = manifest if isinstance(manifest, dict) else load_manifest(manifest, broken=self.unavailable)
         self.root = Path(root) if root is not None else (CHECKPOINTS if isinstance(manifest, dict)
                                                          else Path(manifest).parent)
         self.device = device or best_device()
@@ -32,8 +41,10 @@ class ModelRegistry:
         self._resident: OrderedDict[str, Any] = OrderedDict()
         self.load_counts: Counter[str] = Counter()
         self.sources: dict[str, str] = {}
-        self._roots: dict[str, Path] = {n: self.root for n in self.entries}  # name -> folder of its files
+        # name -> folder of its files (a broken entry's name stays this manifest's: no other takes it)
+        self._roots: dict[str, Path] = {n: self.root for n in [*self.entries, *self.unavailable]}
         self.extra_manifests: list[Path] = []
+        self._marked: dict[str, Entry] = {}  # entries refused at warm-up, kept out until they change
 
     # ------------------------------------------------------------------ user registries
     def add_manifest(self, path: str | Path) -> list[str]:
@@ -45,18 +56,53 @@ class ModelRegistry:
             self.extra_manifests.append(path)
         if not path.is_file():
             return []
+        broken: dict[str, str] = {}
+        loaded = load_manifest(path, broken=broken)
         added = []
-        for name, entry in load_manifest(path).items():
-            with self._lock:
-                if name in self.entries and self._roots.get(name) != path.parent:
-                    continue
-                if name in self.entries and self.entries[name].sha256 != entry.sha256:
+        with self._lock:
+            entries = dict(self.entries)
+            for name, reason in broken.items():
+                if self._roots.get(name, path.parent) == path.parent:  # not a name of another manifest
+                    self._drop(entries, name)
+                    self.unavailable[name] = reason
+                    self._roots[name] = path.parent
+            for name, entry in loaded.items():
+                if self._roots.get(name, path.parent) != path.parent:
+                    continue  # another manifest's name (served or broken there) is kept as it was
+                if self._marked.get(name) == entry:
+                    continue  # refused at warm-up and unchanged since
+                if name in entries and _weights(entries[name]) != _weights(entry):
                     self._resident.pop(name, None)  # refitted: load the new weights on next use
-                if name not in self.entries:
+                if name not in entries:
                     added.append(name)
-                self.entries[name] = entry
+                entries[name] = entry
                 self._roots[name] = path.parent
+                self.unavailable.pop(name, None)
+                self._marked.pop(name, None)
+            self.entries = entries
         return added
+
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        """Move ``name`` out of :attr:`entries` into :attr:`unavailable` with ``reason`` (one line):
+        for an entry whose weights could not be resolved or verified at warm-up. It stays out
+        until a re-read manifest (:meth:`refresh`) brings a changed entry under that name. Marking
+        a name that is unavailable already keeps its first reason (two requests may fail at once)."""
+        with self._lock:
+            if name in self.unavailable and name not in self.entries:
+                return
+            if name not in self.entries:
+                raise ModelError(f"Unknown model {name!r}; the registry has: {', '.join(self.entries)}.")
+            entries = dict(self.entries)
+            self._marked[name] = entries[name]
+            self._drop(entries, name)
+            self.unavailable[name] = " ".join(str(reason).split())
+            self.entries = entries
+
+    def _drop(self, entries: dict[str, Entry], name: str) -> None:
+        """Remove ``name`` from ``entries`` and from memory (the caller holds the lock)."""
+        entries.pop(name, None)
+        self._resident.pop(name, None)
+        self.sources.pop(name, None)
 
     def refresh(self) -> list[str]:
         """Re-read every added manifest; returns the names that are new."""
@@ -71,6 +117,9 @@ class ModelRegistry:
         try:
             return self.entries[name]
         except KeyError:
+            reason = self.unavailable.get(name)
+            if reason is not None:
+                raise ModelUnavailableError(f"{name} is unavailable: {reason}") from None
             raise ModelError(f"Unknown model {name!r}; the registry has: {', '.join(self.entries)}.") from None
 
     def names(self, *, modality: str | None = None, domain: str | None = None) -> list[str]:
@@ -99,10 +148,14 @@ class ModelRegistry:
             model = load_on_device(folder, self.device, config=config)
             with self._lock:
                 self.load_counts[name] += 1
-                self.sources[name] = source
-                self._resident[name] = model
+                if self.entries.get(name) is entry:  # not marked unavailable or refitted meanwhile
+                    self.sources[name] = source
+                    self._resident[name] = model
                 while len(self._resident) > self.max_resident:
                     self._resident.popitem(last=False)
             return model
 
 
+def _weights(entry: Entry) -> tuple:
+    """What a loaded model depends on: the pinned files (or, for an earlier manifest, the weights)."""
+    return entry.sha256, tuple(sorted(entry.files.items()))

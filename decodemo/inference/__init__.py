@@ -12,9 +12,10 @@ from decodemo.inference.detect import (ClipResult, Detection, detect_batched, de
                                        detect_paths, detect_prepared, reduce_windows)
 from decodemo.inference.inputs import (AudioInput, ImageInput, LoadedClip, LoadedImage, audio_input, image_input,
                                        image_tensor, is_audio_path, load_input, modality_of, prepare, prepare_path,
+                                       sniff_modality, file_modality,
                                        sample_tensors, spec_to_image, spectrogram_windows)
 
 __all__ = ["ClipResult", "Detection", "detect_batched", "detect_clip", "detect_loaded", "detect_paths",
            "detect_prepared", "reduce_windows", "AudioInput", "ImageInput", "LoadedClip", "LoadedImage",
-           "audio_input", "image_input", "image_tensor", "is_audio_path", "load_input", "modality_of", "prepare", "prepare_path",
+           "audio_input", "image_input", "image_tensor", "is_audio_path", "load_input", "modality_of", "sniff_modality", "file_modality", "prepare", "prepare_path",
            "sample_tensors", "spec_to_image", "spectrogram_windows"]

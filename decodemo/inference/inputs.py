@@ -30,7 +30,7 @@ from decodemo.inference.shapes import Geometry, fit_geometry, to_inputs
 from decodemo.io.spectrogram import (MelConfig, frames_per_window, log_mel, pad_to_window, window_spectrogram,
                                      window_starts)
 
-__all__ = ["modality_of", "is_audio_path", "LoadedImage", "LoadedClip", "load_input", "prepare", "prepare_path",
+__all__ = ["modality_of", "sniff_modality", "file_modality", "is_audio_path", "LoadedImage", "LoadedClip", "load_input", "prepare", "prepare_path",
            "image_tensor", "ImageInput", "image_input", "AudioInput", "audio_input", "spectrogram_windows",
            "spec_to_image", "sample_tensors"]
 
@@ -40,9 +40,34 @@ def is_audio_path(path: str | Path) -> bool:
 
 
 def modality_of(path: str | Path) -> str:
-    """``"audio"`` for an audio file extension, else ``"image"`` (the image loader then says
-    what the file is if it is neither)."""
+    """``"audio"`` for an audio file extension, else ``"image"``: a file's kind by its name, for
+    folders of training data (:func:`sniff_modality` decides an upload's kind by its content)."""
     return "audio" if is_audio_path(path) else "image"
+
+
+def sniff_modality(data: bytes, name: str | Path = "") -> str:
+    """What a file is by its first bytes, as the loaders decide: ``"audio"`` for a WAV, FLAC, Ogg
+    or MP3 signature, ``"image"`` for an image signature; by ``name``'s extension when the content
+    says neither (the loader then says what the file is). So a clip named ``.png`` is compared
+    and scored as the clip it is."""
+    from decodemo.io.audio import _sniff_audio
+    from decodemo.io.source import _sniff_image
+
+    head = bytes(data[:64])
+    if head and _sniff_audio(head):
+        return "audio"
+    if head and _sniff_image(head):
+        return "image"
+    return modality_of(name)
+
+
+def file_modality(path: str | Path) -> str:
+    """:func:`sniff_modality` of the file at ``path`` (its first bytes only)."""
+    try:
+        with open(path, "rb") as f:
+            return sniff_modality(f.read(64), path)
+    except OSError:
+        return modality_of(path)
 
 
 def image_tensor(source, size: int) -> torch.Tensor:
@@ -178,8 +203,10 @@ class LoadedClip:
 Loaded = Union[LoadedImage, LoadedClip]
 
 
-def load_input(source: str | Path, *, mel: MelConfig | dict | None = None, name: str | None = None) -> Loaded:
-    """Read the file at ``source`` once and decode it as what its extension says.
+def load_input(source: str | Path, *, mel: MelConfig | dict | None = None, name: str | None = None,
+               data: bytes | None = None) -> Loaded:
+    """Read the file at ``source`` once (or take its ``data``, already read) and decode it as
+    what its content says (:func:`sniff_modality`).
 
     Images -> :class:`LoadedImage`; audio -> :class:`LoadedClip` at ``mel``'s settings
     (a dict is read as :class:`MelConfig`; default: the default mel settings). Bad files raise
@@ -187,12 +214,14 @@ def load_input(source: str | Path, *, mel: MelConfig | dict | None = None, name:
     """
     path = Path(source)
     label = name or path.name
-    if modality_of(path) == "audio":
-        data, _ = read_source(path, max_bytes=DEFAULT_MAX_AUDIO_BYTES, kind="audio file")
+    if data is None:
+        data, _ = read_source(path, max_bytes=max(DEFAULT_MAX_AUDIO_BYTES, DEFAULT_MAX_BYTES), kind="file")
+    if sniff_modality(data, path.name) == "audio":
+        data, _ = read_source(_named_bytes(data, path.name), max_bytes=DEFAULT_MAX_AUDIO_BYTES, kind="audio file")
         mel = mel if isinstance(mel, MelConfig) else MelConfig.from_dict(mel or {})
         y = load_audio(_named_bytes(data, path.name), sample_rate=mel.sample_rate)
         return LoadedClip(name=label, data=data, mel=mel, waveform=y, spectrogram=log_mel(y, mel))
-    data, _ = read_source(path, max_bytes=DEFAULT_MAX_BYTES, kind="image")
+    data, _ = read_source(_named_bytes(data, path.name), max_bytes=DEFAULT_MAX_BYTES, kind="image")
     return LoadedImage(name=label, data=data, image=load_image(_named_bytes(data, path.name)))
 
 

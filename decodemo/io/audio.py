@@ -71,6 +71,8 @@ def _sniff_audio(data: bytes) -> str | None:
         return "FLAC"
     if data.startswith(b"OggS"):
         return "Ogg"
+    if data.startswith(b"\xff\xfe"):
+        return None  # the UTF-16 LE byte-order mark (text), not an MP3 frame (MPEG-1 layer I without CRC)
     if data.startswith(b"ID3") or (len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0):
         return "MP3"
     return None
@@ -209,14 +211,27 @@ def _check_duration(seconds: float, clip: str, min_seconds: float, max_seconds: 
         raise _too_long(clip, seconds, max_seconds)
 
 
+#: the largest sample magnitude accepted (full scale is 1.0): 80 dB above full scale. Beyond it a
+#: float file's power overflows float32 in the spectrogram (NaN everywhere, no score)
+MAX_PEAK = 1e4
+
+
 def _check_finite(y: np.ndarray, clip: str) -> None:
-    """Refuse samples with any NaN or infinite value (possible in float WAV)."""
+    """Refuse samples with any NaN or infinite value (possible in float WAV), or finite ones
+    larger than :data:`MAX_PEAK`."""
     finite = np.isfinite(y)
     if not finite.all():
         bad = int(y.size - np.count_nonzero(finite))
         raise NonFiniteAudioError(
             f"{clip} contains {bad:,} invalid samples (NaN or infinite) out of {y.size:,}. "
             "Re-export it from the recording software; every sample must be a finite number."
+        )
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if peak > MAX_PEAK:
+        raise NonFiniteAudioError(
+            f"{clip} has sample values too large to process (peak {peak:.3g}; full scale is 1.0, at most "
+            f"{MAX_PEAK:.0e} accepted): its spectrogram would hold only invalid numbers. Re-export it from the "
+            "recording software; every sample must be a finite number of ordinary size."
         )
 
 

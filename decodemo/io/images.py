@@ -23,6 +23,15 @@ Conversion rules (applied in this order):
    and CMYK uses Pillow's plain conversion.
 
 Multi-frame files (animated WebP, multi-page TIFF) give their first frame.
+
+Working resolution: an image of more than ``max_working_pixels`` (default
+:data:`DEFAULT_WORKING_PIXELS`, 1024 x 1024: every image of the bundled data sets fits) is reduced,
+aspect kept, to at most that many pixels while it is decoded: a JPEG is decoded at a reduced
+scale (``Image.draft``), every other format in 8 bits and reduced at once by box filtering. Every
+model works at 256 px or in 256 px tiles, so little is lost to them, and what a request holds is
+bounded: about 3 bytes per pixel of the file (at most :data:`DEFAULT_MAX_PIXELS`) while decoding,
+and the working size from then on, in memory and on disk. Maps and normal versions are drawn at
+the working size.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from decodemo.io.source import Source, _a, _describe_other, _sniff_image, read_s
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_WORKING_PIXELS",
     "DEFAULT_MAX_BYTES",
     "ACCEPTED_IMAGE_FORMATS",
     "Source",
@@ -52,6 +62,8 @@ __all__ = [
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Default pixel limit (width x height), checked from the header before decoding.
 DEFAULT_MAX_PIXELS = 40_000_000
+#: Default working resolution (pixels): larger images are reduced to it while decoding.
+DEFAULT_WORKING_PIXELS = 1024 * 1024
 #: Default size limit of an image file in bytes (50 MiB).
 DEFAULT_MAX_BYTES = 50 * 2**20
 
@@ -93,6 +105,7 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_working_pixels: int | None = DEFAULT_WORKING_PIXELS,
 ) -> Image.Image:
     """Load an image file as a fully decoded 8-bit RGB :class:`PIL.Image.Image`.
 
@@ -104,6 +117,8 @@ def load_image(
             guard). Pillow's own bomb limit (``Image.MAX_IMAGE_PIXELS``, ~179 M pixels for
             the hard error) still applies above it.
         max_bytes: refuse files larger than this many bytes (checked before reading a path).
+        max_working_pixels: reduce larger images to at most this many pixels, aspect kept,
+            while decoding (module docstring); None keeps every pixel.
 
     Returns:
         A new image of mode ``"RGB"`` (3 x 8 bits), size ``(width, height)`` after EXIF
@@ -153,9 +168,12 @@ def load_image(
             if width * height > max_pixels:
                 raise _too_many_pixels(big_label, width, height, max_pixels)
 
+            if max_working_pixels and width * height > max_working_pixels and img.format == "JPEG":
+                f = math.sqrt(width * height / max_working_pixels)
+                img.draft("RGB", (max(1, math.ceil(width / f)), max(1, math.ceil(height / f))))
             img.load()
             img = _apply_exif_orientation(img)
-            return _to_rgb8(img, label)
+            return _working_size(_to_rgb8(img, label), max_working_pixels)
     except DecodemoError:
         raise
     except Image.DecompressionBombError as exc:
@@ -167,6 +185,19 @@ def load_image(
             f"{label} could not be decoded as {_a(fmt)} file ({detail}); it is damaged or cut short. "
             f"Save or export it again as {ACCEPTED_IMAGE_FORMATS} and retry."
         ) from exc
+
+
+def _working_size(img: Image.Image, max_pixels: int | None) -> Image.Image:
+    """``img`` reduced, aspect kept, to at most ``max_pixels`` pixels (as it is when smaller)."""
+    w, h = img.size
+    if not max_pixels or w * h <= max_pixels:
+        return img
+    f = math.sqrt(w * h / max_pixels)
+    size = (max(1, int(w / f)), max(1, int(h / f)))
+    factor = int(f)
+    if factor >= 2:  # an integer box reduction first: fast, and it holds only the smaller copy
+        img = img.reduce(factor)
+    return img.resize(size, Image.BILINEAR) if img.size != size else img
 
 
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:

@@ -27,12 +27,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["FPR_TARGET", "LEVEL", "conformal_rank", "conformal_threshold", "describe", "provenance", "vote_bound"]
+__all__ = ["BOUND_ABOVE", "BOUND_BELOW", "FPR_TARGET", "LEVEL", "conformal_rank", "conformal_threshold", "describe",
+           "provenance", "threshold_bounds", "vote_bound"]
 
 #: the default false-positive target of a calibrated threshold
 FPR_TARGET = 0.01
 #: the coverage of the interval shown for the false-positive rate of a drawn threshold
 LEVEL = 0.9
+#: how far an applied threshold may lie below the lowest normal reference score and above the
+#: highest, in widths of the reference's range (:func:`threshold_bounds`)
+BOUND_BELOW = 1.0
+BOUND_ABOVE = 3.0
 
 
 def conformal_rank(n: int, target: float) -> int:
@@ -84,6 +89,27 @@ def conformal_threshold(scores: Iterable[float], target: float = FPR_TARGET, *,
     k = conformal_rank(int(s.size), target)
     thr = float(s[k - 1])
     return thr, describe(s, thr, target=target, level=level)
+
+
+def threshold_bounds(scores: Iterable[float], calibrated: float) -> tuple[float, float]:
+    """The range a person may move a model's threshold in, from its normal reference ``scores``:
+    the scores' range widened by :data:`BOUND_BELOW` widths below its lowest and
+    :data:`BOUND_ABOVE` widths above its highest, always holding the ``calibrated`` threshold.
+
+    Below the range every normal input is flagged; far above it the detector stops flagging
+    anything the normal spread would not explain several times over. Either way one change
+    would silence or flood every reviewer, so a larger move needs a new calibration (or a new
+    model), not a click. Without reference scores the range is the calibrated threshold plus or
+    minus ten times its size."""
+    s = np.asarray(list(scores), dtype=np.float64)
+    s = s[np.isfinite(s)]
+    c = float(calibrated)
+    if s.size == 0:
+        half = 10.0 * max(abs(c), 1e-6)
+        return c - half, c + half
+    lo, hi = float(s.min()), float(s.max())
+    width = max(hi - lo, 0.1 * abs(c), 1e-6)
+    return min(lo - BOUND_BELOW * width, c), max(hi + BOUND_ABOVE * width, c)
 
 
 def vote_bound(fpr_bounds: list[float]) -> float:

@@ -25,7 +25,9 @@ The final statistics use every normal.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +36,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from decodemo.errors import ModelError
+from decodemo.errors import IntegrityError, ModelError
 
 __all__ = ["DomainReference", "DomainCheck", "FEATURE_BLOCKS", "IMAGE_SIZE", "FOLDS", "ANOMALY_QUANTILE", "POOLINGS",
            "MAX_CLIP_VIEWS",
            "describe", "describe_paths", "features_of_paths", "loaded_views", "loaded_features", "fit_reference",
-           "ledoit_wolf", "REFERENCE_FOLDER"]
+           "ledoit_wolf", "REFERENCE_FOLDER", "MANIFEST_NAME", "manifest_pins", "verify_folder"]
 
 #: Lite0 blocks pooled into the description of an input (strides 8, 16 and 32).
 FEATURE_BLOCKS = (4, 10, 15)
@@ -54,6 +56,10 @@ MAX_CLIP_VIEWS = 8
 MAX_SYNTHETIC_SOURCES = 60
 #: Where a domain's reference lives in a registry root: ``<root>/<domain>/domain``.
 REFERENCE_FOLDER = "domain"
+#: The manifest of a registry root, ``<root>/registry.json``: its ``domains`` section pins the
+#: SHA-256 of every file of ``<root>/<domain>/domain`` (``{domain: {"files": {name: sha256}}}``,
+#: written by ``decodemo.hub.pin_domain``).
+MANIFEST_NAME = "registry.json"
 _FORMAT = "decodemo-domain-reference"
 
 _extractor = None
@@ -228,10 +234,14 @@ class DomainReference:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "DomainReference":
+    def load(cls, folder: str | Path, *, pinned: dict[str, str] | None = None) -> "DomainReference":
+        """The reference saved in ``folder``, verified first (:func:`verify_folder`) against
+        ``pinned`` or, by default, the pins of the manifest of its registry root
+        (:func:`manifest_pins`)."""
         from safetensors.numpy import load_file
 
         folder = Path(folder)
+        verify_folder(folder, pinned if pinned is not None else manifest_pins(folder))
         try:
             cfg = json.loads((folder / "config.json").read_text())
             arrays = load_file(str(folder / "model.safetensors"))
@@ -246,6 +256,80 @@ class DomainReference:
                    normal_distances=list(cfg.get("normal_distances", [])), n_inputs=int(cfg.get("n_inputs", 0)),
                    pooling=cfg["pooling"], mel=cfg.get("mel"), training_data=cfg.get("training_data", ""),
                    extra={k: v for k, v in cfg.items() if k not in cls._KNOWN})
+
+
+def manifest_pins(folder: str | Path) -> dict[str, str] | None:
+    """``{relative name: sha256}`` that the manifest ``<root>/registry.json`` pins for the reference
+    folder ``<root>/<domain>/domain``, or ``None`` where it pins none (no such manifest, or one
+    written before references were pinned)."""
+    folder = Path(folder)
+    manifest = folder.parent.parent / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{manifest} is not valid JSON: {exc}") from exc
+    domains = data.get("domains") if isinstance(data, dict) else None
+    pins = domains.get(folder.parent.name) if isinstance(domains, dict) else None
+    if pins is None:
+        return None
+    files = pins.get("files") if isinstance(pins, dict) else None
+    if not isinstance(files, dict) or not files or not all(isinstance(k, str) and isinstance(v, str)
+                                                           for k, v in files.items()):
+        raise ModelError(f"{manifest}: domains.{folder.parent.name} must be {{'files': {{name: sha256}}}}.")
+    return files
+
+
+def _listing(folder: Path) -> list[str]:
+    """Relative names of the files under ``folder``; a symbolic link or a special file is refused."""
+    names = []
+    for top, dirs, files in os.walk(folder):
+        for n in sorted(dirs + files):
+            p = Path(top) / n
+            rel = p.relative_to(folder).as_posix()
+            if p.is_symlink() or (n in files and not p.is_file()):
+                raise IntegrityError(f"{folder}: {rel} is a symbolic link or not a regular file; an in-domain "
+                                     "reference holds real files only (links are not followed).")
+            if n in files:
+                names.append(rel)
+    return sorted(names)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_folder(folder: str | Path, pinned: dict[str, str] | None) -> None:
+    """Refuse (:class:`IntegrityError`, naming the file) a reference folder that is, or sits in, a
+    symbolic link or holds one, and, with ``pinned``, one whose files are not exactly the pinned
+    ones with their SHA-256. Without pins (a registry written before references were pinned)
+    only the links are checked."""
+    folder = Path(folder)
+    for p in (folder.parent, folder):
+        if p.is_symlink():
+            raise IntegrityError(f"{p} is a symbolic link; an in-domain reference must be a real folder "
+                                 "(links are not followed).")
+    if not folder.is_dir():
+        raise ModelError(f"No in-domain reference folder at {folder}.")
+    present = _listing(folder)
+    if pinned is None:
+        return
+    extra = sorted(set(present) - set(pinned))
+    missing = sorted(set(pinned) - set(present))
+    if extra or missing:
+        what = f"holds {extra[0]!r}, which the manifest does not pin" if extra else f"lacks the pinned {missing[0]!r}"
+        raise IntegrityError(f"The in-domain reference in {folder} {what}; it must hold exactly "
+                             f"{', '.join(sorted(pinned))}. Write it again with `python -m decodemo domain-reference`.")
+    for rel in present:
+        got = _sha256(folder / rel)
+        if got != pinned[rel]:
+            raise IntegrityError(f"The in-domain reference in {folder}: {rel} does not match the manifest (SHA-256 "
+                                 f"{got[:12]}..., pinned {pinned[rel][:12]}...). Refusing to load it.")
 
 
 def _out_of_fold(x: np.ndarray, anomalies: np.ndarray, sources: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

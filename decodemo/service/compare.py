@@ -34,10 +34,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from decodemo import settings
 from decodemo.errors import DecodemoError
 from decodemo.methods.catalogue import TITLES
 from decodemo.evaluation.reference import percentile_of, pixel_threshold, shape_calibrated
+from decodemo.service.gate import LONG, SHORT, FairGate
 from decodemo.service.results import Comparison, MethodOutcome, calibrated
+
+#: clips longer than this (seconds) run as long work: behind images and short clips, a batch of windows at a time
+LONG_CLIP_SECONDS = 20.0
 
 __all__ = ["Service", "DEFAULT_DOMAIN"]
 
@@ -69,56 +74,119 @@ def _resize2d(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class Service:
     """Domains, their model sets, their thresholds and the compare function over one shared registry."""
 
-    def __init__(self, registry=None, *, store=None, keep: int = 32) -> None:
+    def __init__(self, registry=None, *, store=None, keep_bytes: int | None = None, access=None,
+                 compute_slots: int = 1) -> None:
         from decodemo.hub import ModelRegistry
+        from decodemo.service.access import AccessPolicy
 
         self.registry = registry if registry is not None else ModelRegistry()
-        self._applied: dict[str, float] = {}  # registry name -> threshold applied since (from the store)
+        self.access = access if access is not None else AccessPolicy()
         self._store = None
         self._results: OrderedDict[str, Comparison] = OrderedDict()
-        self._keep = keep
+        self._result_bytes: dict[str, int] = {}
+        self._keep_bytes = int(keep_bytes if keep_bytes is not None else settings.results_bytes())
         self._lock = threading.Lock()
         self._domain_refs: dict[str, Any] = {}  # domain -> its in-domain reference (or None), loaded once
+        self._reference_failures: dict[str, str] = {}  # domain -> why its in-domain check is unavailable
+        self.gate = FairGate(slots=compute_slots)  # whose turn it is at the models (short work first)
         if store is not None:
             self.attach_store(store)
 
     # ------------------------------------------------------------------ thresholds (owned here)
     def attach_store(self, store) -> None:
-        """Back the applied thresholds with ``store`` (a :class:`decodemo.store.ReviewStore`):
-        the thresholds applied before are read now, and :meth:`apply_threshold` writes there."""
-        applied = store.applied_thresholds()
+        """Back the applied thresholds with ``store`` (a :class:`decodemo.store.ReviewStore`): they
+        are read from it whenever a threshold is asked for, so every app process on one database
+        judges against the same thresholds, and :meth:`apply_threshold` writes there."""
         with self._lock:
             self._store = store
-            self._applied = {k: float(v) for k, v in applied.items() if k in self.registry.entries}
 
-    def threshold(self, name: str) -> float:
-        """The threshold model ``name`` is judged against now: the one applied last, else the registry's."""
-        with self._lock:
-            applied = self._applied.get(name)
-        return float(applied if applied is not None else self.registry.entry(name).threshold)
+    def applied_thresholds(self) -> dict[str, float]:
+        """registry name -> the threshold applied last, read from the store now (one query)."""
+        store = self._store
+        if store is None:
+            return {}
+        return {k: float(v) for k, v in store.applied_thresholds().items() if k in self.registry.entries}
+
+    def threshold(self, name: str, applied: dict[str, float] | None = None) -> float:
+        """The threshold model ``name`` is judged against now: the one applied last (from the
+        store, or from ``applied`` when the caller read them already), else the registry's."""
+        applied = self.applied_thresholds() if applied is None else applied
+        value = applied.get(name)
+        return float(value if value is not None else self.registry.entry(name).threshold)
 
     def thresholds(self) -> dict[str, float]:
-        """Every registry model's current threshold."""
-        return {n: self.threshold(n) for n in self.registry.entries}
+        """Every registry model's current threshold (one read of the store)."""
+        applied = self.applied_thresholds()
+        return {n: self.threshold(n, applied) for n in self.registry.entries}
 
-    def apply_threshold(self, name: str, value: float, *, by: str | None, reason: str) -> dict[str, Any]:
+    def threshold_bounds(self, name: str) -> tuple[float, float]:
+        """The range a threshold of ``name`` may be applied in, from its normal reference
+        (:func:`decodemo.metrics.calibration.threshold_bounds`)."""
+        from decodemo.metrics.calibration import threshold_bounds
+
+        e = self.registry.entry(name)
+        return threshold_bounds((e.reference or {}).get("scores") or [], e.threshold)
+
+    def apply_threshold(self, name: str, value: float, *, by: str | None, reason: str,
+                        anonymous: bool | None = None) -> dict[str, Any]:
         """Judge model ``name`` against ``value`` from now on; the change (old, new, who, why) is
-        kept in the attached store. Returns the stored change."""
+        kept in the attached store. Only who :attr:`access` allows (``by`` None, or ``anonymous``:
+        a visitor without a login), and only within :meth:`threshold_bounds`. Returns the stored change."""
+        import logging
+        import math
+
+        from decodemo.errors import ThresholdOutOfBoundsError
+
         self.registry.entry(name)  # an unknown model is refused before anything is written
+        self.access.check_apply_thresholds(by, anonymous=anonymous)
+        value = float(value)
+        lo, hi = self.threshold_bounds(name)
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ThresholdOutOfBoundsError(
+                f"{name}: a threshold of {value:.6g} is outside what its normal reference allows "
+                f"({lo:.4g} to {hi:.4g}); a larger move needs a new calibration, not a change here.")
         if self._store is None:
             raise DecodemoError("No review store is attached, so a threshold change could not be kept.")
-        change = self._store.apply_threshold(name, float(value), old=self.threshold(name), by=by, reason=reason)
-        with self._lock:
-            self._applied[name] = float(value)
+        change = self._store.apply_threshold(name, value, old=self.threshold(name), by=by, reason=reason)
+        logging.getLogger("decodemo.thresholds").warning(
+            "threshold of %s changed from %.6g to %.6g by %s: %s", name, change["old_threshold"],
+            change["new_threshold"], change["changed_by"], change["reason"])
         return change
 
     # ------------------------------------------------------------------ domains
     def domains(self, modality: str | None = None) -> list[str]:
+        """The model sets with at least one diffusion method available (of ``modality``)."""
+        from decodemo.methods.catalogue import DIFFUSION_METHODS
+
         seen: dict[str, None] = {}
-        for e in self.registry.entries.values():
-            if modality is None or e.modality == modality:
+        for e in list(self.registry.entries.values()):
+            if (modality is None or e.modality == modality) and e.method in DIFFUSION_METHODS:
                 seen.setdefault(e.domain)
         return list(seen)
+
+    def unavailable(self) -> dict[str, str]:
+        """Registry names that cannot be used here -> why (a broken manifest entry, weights that
+        cannot be had or do not verify); the rest keep working."""
+        with self._lock:
+            refs = {f"{d} (in-domain check)": why for d, why in self._reference_failures.items()}
+        return {**dict(getattr(self.registry, "unavailable", {}) or {}), **refs}
+
+    def _model(self, reg_name: str):
+        """The loaded model ``reg_name``; one that cannot be loaded is marked unavailable (later
+        comparisons leave it out) and refused with the reason."""
+        from decodemo.errors import ModelError
+
+        try:
+            return self.registry.get(reg_name)
+        except ModelError as exc:
+            self._mark_unavailable(reg_name, str(exc))
+            raise DecodemoError(f"{reg_name} is unavailable ({exc}); it is left out from now on: press Compare "
+                                "again for the other methods.") from None
+
+    def _mark_unavailable(self, reg_name: str, reason: str) -> None:
+        mark = getattr(self.registry, "mark_unavailable", None)
+        if mark is not None:
+            mark(reg_name, reason)
 
     def domain_modality(self, domain: str) -> str:
         for e in self.registry.entries.values():
@@ -172,15 +240,27 @@ class Service:
         with self._lock:
             if domain in self._domain_refs:
                 return self._domain_refs[domain]
-        names = [n for n, e in self.registry.entries.items() if e.domain == domain]
+        from decodemo.errors import ModelError
+
+        names = [n for n, e in list(self.registry.entries.items()) if e.domain == domain]
         ref = None
         if names:
             folder = self.registry.root_of(names[0]) / domain / REFERENCE_FOLDER
             if (folder / "config.json").is_file():
-                ref = DomainReference.load(folder)
+                try:
+                    ref = DomainReference.load(folder)
+                except (ModelError, OSError, ValueError) as exc:  # the set still serves, unchecked
+                    self._mark_unavailable_reference(domain, str(exc))
         with self._lock:
             self._domain_refs[domain] = ref
         return ref
+
+    def _mark_unavailable_reference(self, domain: str, reason: str) -> None:
+        import logging
+
+        logging.getLogger("decodemo.service").warning("%s: in-domain check unavailable: %s", domain, reason)
+        with self._lock:
+            self._reference_failures[domain] = reason
 
     def domain_checks(self, loaded, domains: list[str]) -> list:
         """How far ``loaded`` is from each of ``domains`` that has an in-domain reference, nearest
@@ -200,6 +280,32 @@ class Service:
                 feats[key] = loaded_features(loaded, ref.mel)
             out.append(ref.check(feats[key]))
         return sorted(out, key=lambda c: c.ratio)
+
+    def warm_up_available(self, progress: Progress | None = None) -> tuple[float, dict[str, str]]:
+        """:meth:`warm_up` that degrades instead of failing: every model that cannot be loaded (or
+        whose in-domain reference cannot) is marked unavailable and the rest are loaded. Returns
+        the seconds it took and the names that failed -> why."""
+        from decodemo.errors import ModelError
+
+        t0 = time.perf_counter()
+        failed: dict[str, str] = {}
+        names = [n for d in self.domains() for n in self.models_for(d).values()]
+        names += [r for r in map(self.reference_model, self.domains()) if r is not None]
+        for i, n in enumerate(names):
+            if progress:
+                progress(i / max(1, len(names)), f"loading {n}")
+            try:
+                self.registry.get(n)
+            except ModelError as exc:
+                failed[n] = str(exc)
+                self._mark_unavailable(n, str(exc))
+        for d in self.domains():
+            self.domain_reference(d)  # one that cannot be loaded is left out (unavailable())
+        if any(self._domain_refs.get(d) is not None for d in self.domains()):
+            from decodemo.ood.reference import warm_up as warm_up_features
+
+            warm_up_features()
+        return time.perf_counter() - t0, {**self.unavailable(), **failed}
 
     def warm_up(self, domains: list[str] | None = None, progress: Progress | None = None) -> float:
         """Load the models and in-domain references of ``domains`` (default: all) now; returns the
@@ -226,10 +332,20 @@ class Service:
             return self._results[result_id]
 
     def _remember(self, comp: Comparison) -> None:
+        """Hold ``comp`` (without the upload's bytes) for redraws; the oldest results go first once
+        they hold more than ``keep_bytes`` (``DECODEMO_RESULTS_MB``), the newest always stays."""
+        held = replace(comp, data=None)
         with self._lock:
-            self._results[comp.id] = replace(comp, data=None)  # the upload's bytes are not kept
-            while len(self._results) > self._keep:
-                self._results.popitem(last=False)
+            self._results[comp.id] = held
+            self._result_bytes[comp.id] = held.nbytes
+            while len(self._results) > 1 and sum(self._result_bytes.values()) > self._keep_bytes:
+                old, _ = self._results.popitem(last=False)
+                self._result_bytes.pop(old, None)
+
+    def held_bytes(self) -> int:
+        """Bytes of the results held in memory now."""
+        with self._lock:
+            return sum(self._result_bytes.values())
 
     @torch.no_grad()
     def compare(self, path: str | Path, *, domain: str | None = None, thresholds: dict[str, float] | None = None,
@@ -240,42 +356,29 @@ class Service:
         domain of the other modality is refused with a clear message. ``thresholds`` maps a
         method id to a threshold for this call only.
         """
-        from decodemo.inference import load_input, modality_of
+        from decodemo.inference import load_input, sniff_modality
+        from decodemo.io.audio import DEFAULT_MAX_AUDIO_BYTES
+        from decodemo.io.images import DEFAULT_MAX_BYTES
+        from decodemo.io.source import read_source
 
         t_start = time.perf_counter()
         path = Path(path)
         if not path.is_file():
-            raise DecodemoError(f"No file at {path}.")
-        modality = modality_of(path)
+            raise DecodemoError(f"No file named {name or path.name} was received.")
+        data, _ = read_source(path, max_bytes=max(DEFAULT_MAX_AUDIO_BYTES, DEFAULT_MAX_BYTES), kind="file")
+        modality = sniff_modality(data, path.name)  # by content, the upload read once
         auto = domain in (None, "", "auto")
         domain = self._domain_for(domain, modality, path.name)
         report = progress or (lambda frac, desc: None)
         report(0.0, "reading the input")
         first = self.registry.entry(next(iter(self.models_for(domain).values())))
-        loaded = load_input(path, mel=first.input.get("mel") if modality == "audio" else None, name=name)
-        report(0.02, "checking the input against the model sets' training data")
-        checks = self.domain_checks(loaded, self.domains(modality) if auto else [domain])
-        if auto and checks:
-            domain = checks[0].domain  # the set whose training data is closest
-        models = self.models_for(domain)
-        domain_check = _domain_check_json(checks, domain, auto)
-        outcomes = []
-        for i, (method, reg_name) in enumerate(models.items()):
-            report((i + 0.1) / len(models), f"{TITLES[method]}: loading model")
-            model = self.registry.get(reg_name)
-            report((i + 0.3) / len(models), f"{TITLES[method]}: detecting")
-
-            def windows(done: int, total: int, i=i, method=method) -> None:
-                report((i + 0.3 + 0.7 * done / total) / len(models), f"{TITLES[method]}: window {done} of {total}")
-
-            outcomes.append(self._run(model, reg_name, method, loaded,
-                                      (thresholds or {}).get(method, self.threshold(reg_name)),
-                                      progress=windows if modality == "audio" else None))
-        reference = None
-        ref_name = self.reference_model(domain)
-        if ref_name is not None:  # the nearest-neighbour reference: shown, never voted
-            report(0.97, "nearest-neighbour reference")
-            reference = self._run(self.registry.get(ref_name), ref_name, "baseline", loaded, self.threshold(ref_name))
+        loaded = load_input(path, mel=first.input.get("mel") if modality == "audio" else None, name=name, data=data)
+        long = modality == "audio" and len(loaded.waveform) > LONG_CLIP_SECONDS * loaded.mel.sample_rate
+        if self.gate.waiting():
+            report(0.01, "waiting for a turn (images and short clips go first)")
+        with self.gate.turn(LONG if long else SHORT) as turn:
+            domain, domain_check, outcomes, reference = self._compare_loaded(loaded, domain, auto, modality,
+                                                                            thresholds, report, turn)
         report(1.0, "done")
         comp = Comparison(
             id=uuid.uuid4().hex, modality=modality, domain=domain, name=loaded.name, sha256=loaded.sha256,
@@ -284,6 +387,37 @@ class Service:
         )
         self._remember(comp)
         return comp
+
+    def _compare_loaded(self, loaded, domain: str, auto: bool, modality: str, thresholds, report, turn):
+        """The models of the chosen domain on a decoded input, inside ``turn`` (a long clip pauses
+        it after every batch of windows) -> (domain, domain check, outcomes, reference)."""
+        report(0.02, "checking the input against the model sets' training data")
+        checks = self.domain_checks(loaded, self.domains(modality) if auto else [domain])
+        if auto and checks:
+            domain = checks[0].domain  # the set whose training data is closest
+        models = self.models_for(domain)
+        domain_check = _domain_check_json(checks, domain, auto)
+        applied = self.applied_thresholds()  # one read: every method of this call is judged alike
+        outcomes = []
+        for i, (method, reg_name) in enumerate(models.items()):
+            report((i + 0.1) / len(models), f"{TITLES[method]}: loading model")
+            model = self._model(reg_name)
+            report((i + 0.3) / len(models), f"{TITLES[method]}: detecting")
+
+            def windows(done: int, total: int, i=i, method=method) -> None:
+                report((i + 0.3 + 0.7 * done / total) / len(models), f"{TITLES[method]}: window {done} of {total}")
+                turn.pause()  # short work that came meanwhile goes first
+
+            outcomes.append(self._run(model, reg_name, method, loaded,
+                                      (thresholds or {}).get(method, self.threshold(reg_name, applied)),
+                                      progress=windows if modality == "audio" else None))
+        reference = None
+        ref_name = self.reference_model(domain)
+        if ref_name is not None:  # the nearest-neighbour reference: shown, never voted
+            report(0.97, "nearest-neighbour reference")
+            reference = self._run(self._model(ref_name), ref_name, "baseline", loaded,
+                                  self.threshold(ref_name, applied))
+        return domain, domain_check, outcomes, reference
 
     def _category(self, model, reg_name: str) -> dict[str, Any]:
         cats = getattr(model.config, "categories", None)
@@ -314,6 +448,9 @@ class Service:
         ref = e.reference or {}
         scores = list(ref.get("scores") or [])
         score, shape = shape_calibrated(float(det.score), det.geometry, ref)
+        if not np.isfinite(score):  # never judged: a NaN is not "normal"
+            raise DecodemoError(f"{TITLES.get(method, method)} gave no finite score for {loaded.name}, so nothing "
+                                "was judged; the input holds values the model cannot work with.")
         return MethodOutcome(
             method=method, model=reg_name, score=score, threshold=float(threshold),
             revision=e.hub.revision if e.hub is not None and not e.bundled else f"bundled:{e.sha256[:12]}",

@@ -112,6 +112,14 @@ class Comparison:
         """(height, width) of the input (audio: mel bands, frames)."""
         return tuple(self.input.shape[:2])  # type: ignore[return-value]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this comparison holds (input, maps, normal versions, sound)."""
+        arrays = [self.input, getattr(self, "waveform", None)]
+        for o in self.outcomes + ([self.reference] if self.reference is not None else []):
+            arrays += [o.map, o.reconstruction, o.frame_scores]
+        return int(sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))) + len(self.data or b"")
+
     def outcome(self, method: str) -> MethodOutcome:
         for o in self.outcomes:
             if o.method == method:

@@ -4,7 +4,8 @@ The database is ``DECODEMO_DB_URL`` when set (any SQLAlchemy URL, e.g.
 ``postgresql+psycopg://user@host/decodemo``), else a SQLite file ``decodemo.sqlite3`` in the
 data directory (``DECODEMO_DATA_DIR``, default ``~/.local/share/decodemo``). SQLite runs in WAL
 mode with a busy timeout and takes its write lock at the start of a transaction, so writers
-from several threads queue instead of failing. Alembic migrations run on open (``upgrade head``).
+from several threads queue instead of failing; PostgreSQL runs at READ COMMITTED, and writers of
+one item take turns on its row lock. Alembic migrations run on open (``upgrade head``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 
-__all__ = ["database_url", "make_engine", "upgrade", "current_revision", "head_revision", "MIGRATIONS"]
+__all__ = ["database_url", "make_engine", "upgrade", "downgrade", "current_revision", "head_revision", "MIGRATIONS"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -50,6 +51,11 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if url.startswith("postgresql"):
+        # READ COMMITTED whatever the server's default: the writers lock the row they depend on
+        # (records.lock_item) and then read what was committed before them; under SERIALIZABLE
+        # they would fail and be retried instead (ReviewStore.write)
+        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -68,6 +74,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     with engine.begin() as conn:
         command.upgrade(_alembic_config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo the migrations after ``revision`` (e.g. to go back to an older decodemo)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -13,33 +13,52 @@ plain values (:class:`ItemRecord`, :class:`RunRecord`, dictionaries).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from decodemo.errors import DecodemoError
+from decodemo.errors import NoteTooLongError, RequestIdConflictError, RequestIdError, ReviewError
 from decodemo.methods.catalogue import DIFFUSION_METHODS
 from decodemo.store.schema import Item, Review, Run, ThresholdChange, utcnow
 
-__all__ = ["VERDICTS", "ANONYMOUS", "ReviewError", "ItemRecord", "RunRecord", "iso", "reviewer_label",
-           "check_review", "add_comparison", "get_item", "item_by_sha", "latest_runs", "queue", "add_review",
-           "undo_review", "history", "current_reviews", "counts", "add_threshold_change", "applied_thresholds",
-           "table_rows"]
+__all__ = ["VERDICTS", "ANONYMOUS", "VISITOR_PREFIX", "is_anonymous", "NOTE_MAX_CHARS", "REQUEST_ID_MAX_CHARS", "NAME_MAX_CHARS", "ReviewError",
+           "ItemRecord", "RunRecord", "iso", "reviewer_label", "display_name", "check_note", "check_request_id",
+           "check_review", "add_comparison", "get_item", "item_by_sha", "latest_runs", "queue", "replayed_review",
+           "add_review", "undo_review", "history", "current_reviews", "counts", "add_threshold_change",
+           "applied_thresholds", "table_rows"]
 
 VERDICTS = ("normal", "anomalous", "unsure")
 ANONYMOUS = "anonymous"
+#: a visitor without a login is stored as ``anonymous:<8 hex>`` (a per-browser id, decodemo.app.auth)
+VISITOR_PREFIX = ANONYMOUS + ":"
 
 
-class ReviewError(DecodemoError, ValueError):
-    """A review or a threshold change that cannot be stored as given."""
+def is_anonymous(name: str | None) -> bool:
+    """Whether a stored uploader or reviewer name is anonymous: none, ``anonymous``, or a visitor's."""
+    name = (name or "").strip()
+    return not name or name == ANONYMOUS or name.startswith(VISITOR_PREFIX)
+#: the longest note a review keeps; a longer one is refused (:class:`~decodemo.errors.NoteTooLongError`), never cut
+NOTE_MAX_CHARS = 10_000
+#: the longest request id (a UUID has 36 characters); the ``reviews.request_id`` column's length
+REQUEST_ID_MAX_CHARS = 64
+#: the longest display name of an item (the ``items.name`` column's length)
+NAME_MAX_CHARS = 255
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat()
+    """``dt`` as ISO text in UTC (SQLite hands stored times back without their zone: they are UTC),
+    so that the same stored time reads the same on every backend and before and after a commit."""
+    if dt is None:
+        return None
+    dt = dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.isoformat()
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,18 @@ def _review_dict(r: Review) -> dict[str, Any]:
     return {"id": r.id, "item_id": r.item_id, "reviewer": r.reviewer, "anonymous": r.anonymous,
             "version": r.version, "verdict": r.verdict, "methods_right": list(r.methods_right or []),
             "mask_path": r.mask_path, "note": r.note, "created_at": iso(r.created_at),
-            "undone_at": iso(r.undone_at), "undone_by": r.undone_by}
+            "undone_at": iso(r.undone_at), "undone_by": r.undone_by, "request_id": r.request_id}
+
+
+def display_name(name: str, limit: int = NAME_MAX_CHARS) -> str:
+    """An uploaded file's name as the store shows it: control characters (which PostgreSQL may
+    refuse) made spaces, and a name longer than ``limit`` shortened in the middle, so that its
+    start and its extension both stay readable."""
+    text = _CONTROL.sub(" ", str(name or "")).strip() or "unnamed"
+    if len(text) <= limit:
+        return text
+    tail = min(40, limit // 3)
+    return text[: limit - tail - 1] + "…" + text[-tail:]
 
 
 # ---------------------------------------------------------------------- analyses
@@ -100,9 +130,9 @@ def add_comparison(s: Session, comp, *, input_path: str, map_paths: dict[str, st
     disagreement = float(comp.summary()["disagreement"])
     item = s.scalar(select(Item).where(Item.sha256 == comp.sha256))
     if item is None:
-        item = Item(sha256=comp.sha256, name=comp.name[:255], file_path=input_path, modality=comp.modality,
+        item = Item(sha256=comp.sha256, name=display_name(comp.name), file_path=input_path, modality=comp.modality,
                     domain=comp.domain, height=int(h), width=int(w), uploaded_by=user or ANONYMOUS,
-                    anonymous=user is None)
+                    anonymous=is_anonymous(user))
         s.add(item)
         s.flush()
     item.domain = comp.domain
@@ -197,6 +227,33 @@ def reviewer_label(reviewer: str | None) -> str:
     return (reviewer or "").strip() or ANONYMOUS
 
 
+def check_note(note: str | None) -> str:
+    """The note as stored (None is empty), or :class:`~decodemo.errors.NoteTooLongError` when it
+    is longer than :data:`NOTE_MAX_CHARS` (a note is never cut: the reviewer decides what goes)."""
+    text = "" if note is None else str(note)
+    if len(text) > NOTE_MAX_CHARS:
+        raise NoteTooLongError(f"The note has {len(text):,} characters; a review's note has at most "
+                               f"{NOTE_MAX_CHARS:,}. Shorten it and send the review again (nothing was stored).")
+    if "\x00" in text:
+        raise ReviewError("The note contains a NUL character (\\x00), which the database cannot keep; remove it.")
+    return text
+
+
+def check_request_id(request_id: str | None) -> str | None:
+    """The request id as stored (None: the review has none), or :class:`~decodemo.errors.RequestIdError`
+    when it is not a token of 1 to :data:`REQUEST_ID_MAX_CHARS` letters, digits, ``.``, ``_``,
+    ``:`` or ``-`` starting with a letter or digit (a UUID is one)."""
+    if request_id is None:
+        return None
+    if not isinstance(request_id, str):
+        raise RequestIdError(f"A request id is text (e.g. a UUID), not {type(request_id).__name__}.")
+    if not 1 <= len(request_id) <= REQUEST_ID_MAX_CHARS or not _REQUEST_ID.fullmatch(request_id):
+        shown = request_id if len(request_id) <= 80 else request_id[:77] + "..."
+        raise RequestIdError(f"The request id {shown!r} is not accepted: use 1 to {REQUEST_ID_MAX_CHARS} letters, "
+                             "digits, '.', '_', ':' or '-', starting with a letter or digit (e.g. a UUID).")
+    return request_id
+
+
 def check_review(s: Session, item_id: int, reviewer: str | None, verdict: str,
                  methods_right: Iterable[str] = ()) -> tuple[ItemRecord, str, list[str]]:
     """Refuse a review that cannot be stored (:class:`ReviewError`); else the item, the
@@ -214,14 +271,53 @@ def check_review(s: Session, item_id: int, reviewer: str | None, verdict: str,
     return item, name, methods
 
 
+def lock_item(s: Session, item_id: int) -> None:
+    """Hold the item's row until the session ends (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's
+    write lock already covers it), so that writers of one item's reviews take turns: each reads
+    the latest version and request ids as committed by the one before, instead of racing for them."""
+    s.execute(select(Item.id).where(Item.id == item_id).with_for_update())
+
+
+def replayed_review(s: Session, item_id: int, name: str, request_id: str | None, *, verdict: str,
+                    methods: list[str], mask_path: str | None, note: str) -> dict[str, Any] | None:
+    """The review stored earlier under reviewer ``name``'s ``request_id`` when this is the same
+    request sent again (None: no request id, or one not used yet). Raises
+    :class:`~decodemo.errors.RequestIdConflictError` when the earlier request's content differs."""
+    if request_id is None:
+        return None
+    r = s.scalar(select(Review).where(Review.reviewer == name, Review.request_id == request_id))
+    if r is None:
+        return None
+    sent = {"item": item_id, "verdict": verdict, "methods right": methods, "mask": mask_path, "note": note}
+    stored = {"item": r.item_id, "verdict": r.verdict, "methods right": sorted(r.methods_right or []),
+              "mask": r.mask_path, "note": r.note}
+    differs = [k for k in sent if sent[k] != stored[k]]
+    if differs:
+        raise RequestIdConflictError(
+            f"Request id {request_id!r} of {name} already stored review {r.id} (item {r.item_id}, version "
+            f"{r.version}) with another {', '.join(differs)}. A request sent again must be the same request; "
+            "send a new review with a new request id.")
+    return _review_dict(r)
+
+
 def add_review(s: Session, item_id: int, reviewer: str | None, verdict: str, *, methods_right: Iterable[str] = (),
-               mask_path: str | None = None, note: str = "") -> dict[str, Any]:
+               mask_path: str | None = None, note: str | None = "", request_id: str | None = None) -> dict[str, Any]:
     """Add a new version of ``reviewer``'s review of the item (``mask_path``: a stored mask
-    file, or None). ``reviewer`` None is anonymous. Returns the stored version."""
+    file, or None). ``reviewer`` None is anonymous. Returns the stored version.
+
+    ``request_id`` (optional, :func:`check_request_id`): the client's id of this request. The same
+    request sent again with it (after a lost answer) adds nothing and returns the version the
+    first one stored; another review under an id the reviewer already used is refused
+    (:func:`replayed_review`)."""
+    text, rid = check_note(note), check_request_id(request_id)
+    lock_item(s, item_id)
     _, name, methods = check_review(s, item_id, reviewer, verdict, methods_right)
+    earlier = replayed_review(s, item_id, name, rid, verdict=verdict, methods=methods, mask_path=mask_path, note=text)
+    if earlier is not None:
+        return earlier
     last = s.scalar(select(func.max(Review.version)).where(Review.item_id == item_id, Review.reviewer == name)) or 0
-    r = Review(item_id=item_id, reviewer=name, anonymous=reviewer is None or name == ANONYMOUS, version=last + 1,
-               verdict=verdict, methods_right=methods, mask_path=mask_path, note=str(note or "")[:10000])
+    r = Review(item_id=item_id, reviewer=name, anonymous=is_anonymous(name), version=last + 1,
+               verdict=verdict, methods_right=methods, mask_path=mask_path, note=text, request_id=rid)
     s.add(r)
     s.flush()
     return _review_dict(r)
@@ -231,6 +327,7 @@ def undo_review(s: Session, item_id: int, reviewer: str | None, *, by: str | Non
     """Mark ``reviewer``'s latest live version of the item undone; returns the review that is
     current afterwards (None when none is left)."""
     name = reviewer_label(reviewer)
+    lock_item(s, item_id)  # two undos at once undo two versions, not the same one twice
     live = s.scalars(select(Review).where(Review.item_id == item_id, Review.reviewer == name,
                                           Review.undone_at.is_(None)).order_by(Review.version.desc())).all()
     if not live:

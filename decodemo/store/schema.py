@@ -8,6 +8,8 @@
 - ``reviews``: append-only review versions per (item, reviewer): verdict, which methods were
   right, an optional corrected mask (a PNG file, referenced), a note. An edit adds a version;
   an undo marks the latest live version undone (``undone_at``), so the previous one is current.
+  ``request_id``: the client's id of the request that stored the version (optional), unique per
+  reviewer, so that a request sent again after a lost answer is stored once.
 - ``threshold_changes``: who changed a model's threshold, from what to what, and why.
 """
 
@@ -72,7 +74,8 @@ class Run(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
-    __table_args__ = (UniqueConstraint("item_id", "reviewer", "version", name="uq_review_version"),)
+    __table_args__ = (UniqueConstraint("item_id", "reviewer", "version", name="uq_review_version"),
+                      UniqueConstraint("reviewer", "request_id", name="uq_review_request"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), nullable=False, index=True)
@@ -86,6 +89,7 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     undone_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # see uq_review_request
 
     item: Mapped[Item] = relationship(back_populates="reviews")
 

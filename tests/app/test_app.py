@@ -150,6 +150,10 @@ def test_submit_review_then_export_contains_it(client, inputs):
                        api_name="/submit_review")
     assert stored["item_id"] == item and stored["verdict"] == "anomalous" and stored["anonymous"] is True
     assert stored["methods_right"] == ["decodiff", "recon"]
+    # a retried request (same request id) is stored once and answers as the first time
+    first, retried = (c.predict(item, "normal", "", "retry me", None, "req-0001", api_name="/submit_review")
+                      for _ in range(2))
+    assert first == retried and first["version"] == stored["version"] + 1
     files, counts = c.predict(api_name="/export")
     reviews = next(f for f in files if f.endswith("reviews.csv"))
     with open(reviews) as f:
@@ -162,6 +166,8 @@ def test_submit_review_then_export_contains_it(client, inputs):
 
     with pytest.raises(AppError, match="verdict must be one of"):
         c.predict(item, "maybe", "", "", None, api_name="/submit_review")
+    with pytest.raises(AppError, match="10,000|10000"):
+        c.predict(item, "normal", "", "x" * 10_001, None, api_name="/submit_review")
 
 
 def test_examples_are_generated_and_offered(client):
@@ -200,6 +206,47 @@ def test_reviews_carry_the_login_name(client, inputs):
         assert review["reviewer"] == "ana" and review["anonymous"] is False
         with pytest.raises(Exception):
             Client(f"http://127.0.0.1:{port}/", verbose=False, auth=("ana", "wrong"))
+    finally:
+        app.close()
+
+
+def test_without_a_login_nobody_moves_a_threshold(client, inputs):
+    from gradio_client.exceptions import AppError
+
+    c, demo = client
+    before = demo.service.threshold("texture/invad")
+    for value in (before * 1.1, 1e300):
+        with pytest.raises(AppError, match="Threshold changes are off"):
+            c.predict("texture/invad", value, "flip everyone's verdicts", api_name="/apply_threshold")
+    assert demo.service.threshold("texture/invad") == before and demo.store.applied_thresholds() == {}
+
+
+def test_guessing_a_password_locks_the_name(client):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from decodemo.app.auth import Logins
+    from decodemo.app.blocks import build_app, launch_kwargs
+
+    _, demo = client
+    logins = Logins([("ana", "pw")], max_failures=3, fail_delay=0.0)
+    app = build_app(service=demo.service, store=demo.store)
+    port = _free_port()
+    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                       auth=logins, **launch_kwargs())
+
+    def login(pw: str) -> int:
+        body = urllib.parse.urlencode({"username": "ana", "password": pw}).encode()
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/login", body, timeout=30).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        assert login("pw") == 200
+        assert [login(f"guess{i}") for i in range(3)] == [400, 400, 400]
+        assert logins.locked("ana") and login("pw") == 400  # locked: even the right password fails now
     finally:
         app.close()
 

@@ -55,10 +55,12 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("browser-data")
-    saved = {k: os.environ.get(k) for k in ("DECODEMO_DATA_DIR", "DECODEMO_DB_URL", "DECODEMO_MIN_REVIEWED")}
+    saved = {k: os.environ.get(k) for k in ("DECODEMO_DATA_DIR", "DECODEMO_DB_URL", "DECODEMO_MIN_REVIEWED",
+                                            "DECODEMO_OPEN_THRESHOLDS")}
     os.environ["DECODEMO_DATA_DIR"] = str(data_dir)
     os.environ.pop("DECODEMO_DB_URL", None)
     os.environ["DECODEMO_MIN_REVIEWED"] = "2"  # a suggestion from the few items reviewed here
+    os.environ["DECODEMO_OPEN_THRESHOLDS"] = "1"  # no login here: threshold changes opened explicitly
     from decodemo.app.blocks import build_app, launch_kwargs
 
     demo = build_app()
@@ -240,7 +242,7 @@ def test_review_by_keyboard_undo_then_apply_a_threshold_and_export(page, app, fi
     painted_item = int(first.split()[1])
     page.keyboard.press("a")
     page.wait_for_function(f"() => !document.body.innerText.includes({first!r})")
-    (review,) = [r for r in store.current_reviews(painted_item) if r["reviewer"] == "anonymous"]
+    (review,) = [r for r in store.current_reviews(painted_item) if r["reviewer"].startswith("anonymous:")]
     assert review["verdict"] == "anomalous" and review["mask_path"], review
     page.keyboard.press("z")  # undo it: the item is pending again, for the keys below
     page.wait_for_function(f"() => document.body.innerText.includes({first!r})")
@@ -255,6 +257,9 @@ def test_review_by_keyboard_undo_then_apply_a_threshold_and_export(page, app, fi
                                " || document.body.innerText.includes('Nothing to review')", arg=shown)
     assert "Nothing to review" in page.locator("body").inner_text()
     assert {r["verdict"] for r in store.current_reviews()} == {"normal", "anomalous"}
+    # no login: this browser's own visitor identity (its cookie), not the shared "anonymous"
+    mine = {r["reviewer"] for r in store.current_reviews()} - {"anonymous-seed"}  # the seeded reviewer aside
+    assert len(mine) == 1 and mine.pop().startswith("anonymous:"), store.current_reviews()
 
     page.get_by_role("tab", name="Dashboard").click()
     page.wait_for_function("() => document.body.innerText.includes('analysed items')")
@@ -264,7 +269,7 @@ def test_review_by_keyboard_undo_then_apply_a_threshold_and_export(page, app, fi
     page.get_by_label("Why").fill("best F1 on the reviewed items (browser test)")
     page.get_by_role("button", name="Apply threshold").click()
     page.wait_for_function("() => document.body.innerText.includes('browser test')")  # in the changes table
-    assert "texture/invad" in svc._applied
+    assert "texture/invad" in svc.applied_thresholds()
     page.get_by_role("button", name="Export everything (CSV, JSON, masks as PNG in a zip)").click()
     page.wait_for_function("() => document.body.innerText.replace(/\\s/g, '').includes('reviews.csv')")
     _no_error_badges(page)

@@ -21,6 +21,7 @@ from decodemo.app.dashboard import DashboardView
 from decodemo.app.review import bind
 from decodemo.app.review_handlers import ReviewView
 from decodemo.service import Comparison, MethodOutcome, Service
+from decodemo.service.access import AccessPolicy
 from decodemo.store import ReviewStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -135,7 +136,8 @@ def test_dashboard_reads_thresholds_from_the_service_and_applies_through_it(app,
     opened = _sessions(store)
 
     view = dash.dashboard(service, store, "(all)")
-    assert len(opened) == 1 and isinstance(view, DashboardView) and len(view) == 8
+    # one session for the figures, one for the thresholds (read from the database, as every replica does)
+    assert len(opened) == 2 and isinstance(view, DashboardView) and len(view) == 8
     assert "**3** analysed items" in view.head and "no item reviewed by two people" in view.kappa
     (row,) = view.thresholds
     assert len(row) == len(dash.THRESHOLD_COLUMNS)
@@ -148,6 +150,9 @@ def test_dashboard_reads_thresholds_from_the_service_and_applies_through_it(app,
     suggested = dash.pick_model(service, store, "texture/invad", "(all)")["value"]
     assert suggested == row[5]
 
+    with pytest.raises(gr.Error, match="Threshold changes are off"):  # no login, changes not opened
+        dash.apply(service, store, "texture/invad", suggested, "best F1", "(all)")
+    service.access = AccessPolicy(open_thresholds=True)
     with pytest.raises(gr.Error, match="why"):
         dash.apply(service, store, "texture/invad", suggested, " ", "(all)")
     warned = []
@@ -164,6 +169,62 @@ def test_dashboard_reads_thresholds_from_the_service_and_applies_through_it(app,
     files, counts = dash.export(store)
     assert len(opened) == 1 and counts == {"items": 3, "reviewed": 3, "pending": 0, "review_versions": 3}
     assert any(f.endswith("threshold_changes.csv") for f in files)
+
+
+def test_only_admins_apply_thresholds_within_the_reference_bounds(app, caplog):
+    from decodemo.errors import PermissionDeniedError, ThresholdOutOfBoundsError
+
+    service, store = app
+    ref = service.registry.entry("texture/invad").reference["scores"]
+    lo, hi = service.threshold_bounds("texture/invad")
+    width = max(ref) - min(ref)
+    assert lo == pytest.approx(min(ref) - width) and hi == pytest.approx(max(ref) + 3 * width)
+    service.access = AccessPolicy(admins=frozenset({"root"}))
+    for who, anonymous, says in ((None, None, "not signed in"), ("anonymous:1a2b3c4d", True, "not signed in"),
+                                 ("ana", False, "ana is a reviewer, not an admin")):
+        with pytest.raises(PermissionDeniedError, match=says):
+            service.apply_threshold("texture/invad", 0.6, by=who, reason="try", anonymous=anonymous)
+    for bad in (1e300, float("nan"), float("inf"), lo - 1e-3, hi + 1e-3):
+        with pytest.raises(ThresholdOutOfBoundsError, match="outside what its normal reference allows"):
+            service.apply_threshold("texture/invad", bad, by="root", reason="try")
+    assert store.applied_thresholds() == {}  # nothing refused was written
+    with caplog.at_level("WARNING", logger="decodemo.thresholds"):
+        change = service.apply_threshold("texture/invad", hi, by="root", reason="fewer false alarms")
+    assert change["changed_by"] == "root" and service.threshold("texture/invad") == hi
+    assert "threshold of texture/invad changed from 0.5" in caplog.text and "by root: fewer false alarms" in caplog.text
+    # another process on the same database (a second service over the same store) judges alike at once
+    other = Service(registry=service.registry, store=ReviewStore(store.url, data_dir=store.data_dir))
+    assert other.threshold("texture/invad") == hi
+
+
+def test_policy_from_settings(monkeypatch):
+    monkeypatch.setenv("DECODEMO_ADMINS", "ana, bo")
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    monkeypatch.setenv("SPACE_AUTHOR_NAME", "owner")
+    p = AccessPolicy.from_settings(["cy"])
+    assert p.admins == {"ana", "bo", "cy"} and not p.open_thresholds  # the owner counts under OAuth only
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "x")
+    assert "owner" in AccessPolicy.from_settings().admins
+    monkeypatch.setenv("DECODEMO_OPEN_THRESHOLDS", "1")
+    assert AccessPolicy.from_settings().may_apply_thresholds(None)
+
+
+def test_each_browser_is_its_own_anonymous_reviewer(app, tmp_path):
+    service, store = app
+    one, two = (SimpleNamespace(username=None, cookies={"decodemo_visitor": c * 32}) for c in "ab")
+    me = rv.reviewer_name(one)
+    assert me == "anonymous:aaaaaaaa" and rv.reviewer_name(two) == "anonymous:bbbbbbbb"
+    assert rv.reviewer_name(SimpleNamespace(username=None, cookies={"decodemo_visitor": "../../etc"})) is None
+    assert rv.reviewer_name(SimpleNamespace(username="ana", cookies={"decodemo_visitor": "a" * 32})) == "ana"
+    item = _record(store, tmp_path, "x.png", {"invad": 0.9})
+    store.submit_review(item, rv.reviewer_name(one), "anomalous")
+    store.submit_review(item, rv.reviewer_name(two), "normal")
+    assert rv.undo(service, store, item, "invad", [], request=two).item_id == item  # two's undo: two's review
+    (left,) = store.current_reviews(item)
+    assert left["reviewer"] == "anonymous:aaaaaaaa" and left["verdict"] == "anomalous" and left["anonymous"]
+    view = rv.reshow(service, store, item, "invad", [], request=one)
+    assert "v1 anomalous" in view.history and "undone" not in view.history  # one's own history, untouched
+    assert rv._me(me).startswith("anonymous visitor aaaaaaaa (this browser")
 
 
 def test_bound_handlers_keep_what_gradio_reads():

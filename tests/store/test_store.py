@@ -150,7 +150,7 @@ def test_full_feedback_flow(store, tmp_path):
     data = json.loads(paths["json"].read_text())
     assert len(data["items"]) == 4 and len(data["threshold_changes"]) == 1
     with zipfile.ZipFile(paths["masks"]) as z:
-        assert z.namelist() == [f"item{a}_ana_v1.png"]
+        assert z.namelist() == [f"item{a}_ana_v1_review{r1['id']}.png"]
 
 
 def test_safe_names():
@@ -195,7 +195,7 @@ def test_migrations_from_empty_and_from_the_previous_revision(tmp_path, backend)
                        "uploaded_by, anonymous, disagreement) VALUES ('ab', 'x.png', 'f', 'image', 'bottle', 2, 3, "
                        "'2026-01-01 00:00:00', 'ana', false, 0.5)"))
     store = ReviewStore(url, data_dir=tmp_path / "d")  # opening migrates to head
-    assert current_revision(store.engine) == head_revision() == "0002"
+    assert current_revision(store.engine) == head_revision() == "0003"
     assert store.item_by_sha("ab").uploaded_by == "ana"  # nothing lost
     store.apply_threshold("bottle/invad", 1.0, old=2.0, by="ana", reason="test")
     # and the migrated schema is what the code expects

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from decodemo.errors import ModelError, UnpinnedReferenceError
 from decodemo.methods.base import DiffusionConfig, ModelConfig
 
-__all__ = ["VAEConfig", "DeCoDiffConfig", "CPU_VAE", "CPU_VAE_F4", "GPU_VAE"]
+__all__ = ["VAEConfig", "DeCoDiffConfig", "CPU_VAE", "CPU_VAE_F4", "GPU_VAE", "check_pretrained_reference"]
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 #: A small KL autoencoder that trains on two CPU cores (128 px -> 4 x 16 x 16, about 1 M parameters).
 CPU_VAE: dict[str, Any] = {"block_out_channels": [16, 32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
@@ -54,6 +59,9 @@ class VAEConfig(ModelConfig):
     revision: str | None = None
     subfolder: str | None = None
 
+    def __post_init__(self) -> None:
+        check_pretrained_reference(self.pretrained, self.revision, self.subfolder)
+
     @property
     def downsampling(self) -> int:
         return 2 ** (len(self.block_out_channels) - 1)
@@ -87,6 +95,11 @@ class DeCoDiffConfig(DiffusionConfig):
     fusion: str = "geometric"  # the image score is the max of this fused map
     threshold: dict[str, float] = field(default_factory=dict)  # per category
 
+    def __post_init__(self) -> None:
+        vae = self.vae if isinstance(self.vae, dict) else {}
+        check_pretrained_reference(vae.get("pretrained"), vae.get("revision"), vae.get("subfolder"),
+                                   where="config.vae")
+
     @property
     def score(self) -> str:
         """The score variant used for decisions: the max of the ``fusion`` map."""
@@ -103,3 +116,37 @@ class DeCoDiffConfig(DiffusionConfig):
     @property
     def latent_size(self) -> int:
         return VAEConfig(**{k: v for k, v in self.vae.items()}).latent_size
+
+
+def check_pretrained_reference(pretrained: str | None, revision: str | None, subfolder: str | None, *,
+                               where: str = "VAE config") -> None:
+    """Refuse a pretrained VAE on the Hub that is not pinned to a commit.
+
+    ``pretrained`` is either a local diffusers folder (an existing directory: nothing to pin) or a
+    Hub repository id, which must come with ``revision``, a 40-hex commit sha: a branch or tag such
+    as ``main`` can move, and the same config would then load other weights. ``subfolder`` must stay
+    inside the repository. Raises :class:`UnpinnedReferenceError` (or :class:`ModelError` for a
+    malformed value) naming what was given and what is accepted."""
+    if not pretrained:
+        return
+    if not isinstance(pretrained, str):
+        raise ModelError(f"{where}: pretrained must be a Hub repo id or a diffusers folder, got {pretrained!r}.")
+    if subfolder is not None and (not isinstance(subfolder, str) or subfolder.startswith("/") or "\\" in subfolder
+                                  or ".." in PurePosixPath(subfolder).parts):
+        raise ModelError(f"{where}: subfolder {subfolder!r} must be a folder inside {pretrained!r} "
+                         "(relative, no '..').")
+    if Path(pretrained).is_dir():
+        return  # a local diffusers folder, not a Hub reference
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(pretrained)
+    except HFValidationError as exc:
+        raise ModelError(f"{where}: pretrained {pretrained!r} is neither a folder here nor a Hub repo id "
+                         f"('owner/name'): {' '.join(str(exc).split())}") from exc
+    if not isinstance(revision, str) or not _COMMIT.match(revision):
+        raise UnpinnedReferenceError(
+            f"{where}: the pretrained VAE {pretrained!r} on the Hugging Face Hub must be pinned to a commit: "
+            f"give revision as its 40-hex commit sha (e.g. --vae-revision), not {revision!r}; a branch or tag can "
+            "move. A local diffusers folder needs no revision.")
