@@ -176,7 +176,7 @@ def starvation(args, tmp: Path) -> dict:
     """Two ``--clip-minutes`` clips at once, then small images one after another: their waits."""
     from gradio_client import handle_file
 
-    app = App(tmp, args.db, "--no-warm-up")
+    app = App(tmp, args.db)  # models loaded at start, as `python app.py` does
     try:
         (small,) = _images(tmp, 1)
         domain = _long_clip(tmp / "long_a.wav", args.clip_minutes * 60)

@@ -64,6 +64,7 @@ def sweep(root: Path | None = None, max_age_s: float | None = None, *, now: floa
     for proc in list(root.iterdir()):
         if not proc.is_dir() or proc.is_symlink():
             continue
+        proc_age = _age(proc, now)  # before its entries go (removing them touches the folder)
         for entry in list(proc.iterdir()):
             if _age(entry, now) > max_age_s:
                 if entry.is_dir() and not entry.is_symlink():
@@ -71,7 +72,7 @@ def sweep(root: Path | None = None, max_age_s: float | None = None, *, now: floa
                 else:
                     entry.unlink(missing_ok=True)
                 removed += 1
-        if proc != _OWN and _age(proc, now) > max_age_s and not any(proc.iterdir()):
+        if proc != _OWN and proc_age > max_age_s and not any(proc.iterdir()):
             shutil.rmtree(proc, ignore_errors=True)
     return removed
 
