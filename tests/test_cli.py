@@ -127,10 +127,13 @@ def test_audio_train_evaluate_score(tmp_path, capsys):
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(image)
+    renamed = tmp_path / "clip_saved_as.png"  # a clip named as an image: scored as what it is, as compare does
+    renamed.write_bytes(clip.read_bytes())
     capsys.readouterr()
-    assert main(["score", "--model", str(out), str(clip), str(image)]) == 1
+    assert main(["score", "--model", str(out), str(clip), str(renamed), str(image)]) == 1
     captured = capsys.readouterr()
-    assert str(clip) in captured.out and "audio" in captured.err
+    assert str(clip) in captured.out and str(renamed) in captured.out and "audio" in captured.err
+    assert f"{renamed}\terror" not in captured.err and f"{image.name}: this model scores audio" in captured.err
 
 
 @pytest.mark.parametrize("modality", ["image", "audio"])

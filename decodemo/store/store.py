@@ -245,11 +245,16 @@ class ReviewStore:
         return rel
 
     def _save_maps(self, comp) -> dict[str, str]:
+        """Each method's map as ``files/maps/<input sha>/<map sha>/<method>_map.npy``: named by its
+        content, so the same map (the same input again: the models are deterministic) is written
+        once however often the input comes back, and an item's disk use stays bounded."""
         paths = {}
-        run_key = uuid.uuid4().hex[:12]  # one folder per comparison, maps named <method>_map.npy
         for o in comp.outcomes:
-            rel = f"files/maps/{comp.sha256[:16]}/{run_key}/{safe_name(o.method)}_map.npy"
-            self._write_file(rel, _npy_bytes(o.map))
+            data = _npy_bytes(o.map)
+            rel = (f"files/maps/{comp.sha256[:16]}/{hashlib.sha256(data).hexdigest()[:16]}/"
+                   f"{safe_name(o.method)}_map.npy")
+            if not self.path(rel).is_file():
+                self._write_file(rel, data)
             paths[o.method] = rel
         return paths
 

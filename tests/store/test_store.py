@@ -268,3 +268,14 @@ def test_editor_mask_from_painted_layers():
     assert editor_mask({"layers": [big]}, (h, w)).sum() == 6
     assert editor_mask({"layers": [np.zeros((h, w, 4), np.uint8)]}, (h, w)) is None
     assert editor_mask(None, (h, w)) is None
+
+
+def test_the_same_input_again_writes_no_new_map(store, tmp_path):
+    comp = _comparison(tmp_path, "again.png", {"invad": 0.7, "decodiff": 0.2})
+    first = store.record(comp)
+    maps = sorted(p for p in (store.data_dir / "files" / "maps").rglob("*.npy"))
+    assert store.record(comp) == first and store.record(comp) == first
+    assert sorted(p for p in (store.data_dir / "files" / "maps").rglob("*.npy")) == maps and len(maps) == 2
+    changed = _comparison(tmp_path, "again.png", {"invad": 0.7, "decodiff": 0.2}, defect=np.eye(8, 10, dtype=bool))
+    store.record(changed)  # another map of the same item (another model revision, say) is kept beside it
+    assert len(list((store.data_dir / "files" / "maps").rglob("*.npy"))) == 4
