@@ -19,6 +19,7 @@ before the call gets its value.
 | ``DECODEMO_CACHE_HOURS`` | age after which temporary result and upload files are deleted | ``6`` |
 | ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT`` | where the app listens | ``127.0.0.1``, ``7860`` |
 | ``OAUTH_CLIENT_ID`` | set on a Space with ``hf_oauth``: reviewers sign in with Hugging Face | unset |
+| ``SPACE_AUTHOR_NAME`` | set on a Space: its owner, an admin under Hugging Face sign-in | unset |
 | ``SPACES_ZERO_GPU`` | set on a ZeroGPU Space: GPU work runs in ``spaces.GPU`` | unset |
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 __all__ = ["MAX_MODELS", "data_dir", "user_registry", "db_url", "device", "max_models", "auth_pairs", "parse_auth",
            "server_name", "server_port", "hf_oauth", "zero_gpu", "fpr_target", "min_reviewed", "results_bytes",
-           "cache_hours"]
+           "cache_hours", "admins", "open_thresholds", "space_owner"]
 
 #: Models kept in memory at once: every bundled model (28 names, 27 folders) stays resident after warm-up.
 MAX_MODELS = 32
@@ -132,3 +133,18 @@ def results_bytes() -> int:
 def cache_hours() -> float:
     """Age (hours) after which temporary result files, exports and Gradio's upload cache go."""
     return float(_get("DECODEMO_CACHE_HOURS") or 6)
+
+
+def admins() -> list[str]:
+    """The login names of ``DECODEMO_ADMINS`` (comma-separated): they may apply thresholds."""
+    return [n.strip() for n in _get("DECODEMO_ADMINS").split(",") if n.strip()]
+
+
+def open_thresholds() -> bool:
+    """``DECODEMO_OPEN_THRESHOLDS`` is ``1``, ``true`` or ``yes``: anyone may apply thresholds."""
+    return _get("DECODEMO_OPEN_THRESHOLDS").lower() in ("1", "true", "yes")
+
+
+def space_owner() -> str:
+    """The Space's owner (``SPACE_AUTHOR_NAME``), or ``""`` outside a Space."""
+    return _get("SPACE_AUTHOR_NAME")

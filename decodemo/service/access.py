@@ -17,16 +17,11 @@ both and keeps who, when, from what, to what and why in the review store.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from decodemo.errors import PermissionDeniedError
 
 __all__ = ["AccessPolicy"]
-
-
-def _names(text: str) -> frozenset[str]:
-    return frozenset(n.strip() for n in text.split(",") if n.strip())
 
 
 @dataclass(frozen=True)
@@ -44,11 +39,11 @@ class AccessPolicy:
         ``DECODEMO_OPEN_THRESHOLDS`` is ``1``/``true``/``yes``."""
         from decodemo import settings
 
-        names = set(admins) | set(_names(os.environ.get("DECODEMO_ADMINS", "")))
-        owner = os.environ.get("SPACE_AUTHOR_NAME", "").strip()
+        names = set(admins) | set(settings.admins())
+        owner = settings.space_owner()
         if owner and settings.hf_oauth():
             names.add(owner)
-        env_open = os.environ.get("DECODEMO_OPEN_THRESHOLDS", "").strip().lower() in ("1", "true", "yes")
+        env_open = settings.open_thresholds()
         return cls(admins=frozenset(n.strip() for n in names if n.strip()), open_thresholds=open_thresholds or env_open)
 
     def may_apply_thresholds(self, user: str | None, *, anonymous: bool | None = None) -> bool:
