@@ -299,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     from decodemo.app.auth import Logins
     from decodemo.service.access import AccessPolicy
 
-    pairs = [tuple(p.split(":", 1)) for p in args.auth if ":" in p] + settings.auth_pairs()
+    bad = [p for p in args.auth if ":" not in p]
+    if bad:
+        ap.error(f"--auth takes USER:PASSWORD, got {bad[0]!r}")
+    try:
+        pairs = [tuple(p.split(":", 1)) for p in args.auth] + settings.auth_pairs()
+    except (OSError, ValueError) as exc:  # DECODEMO_AUTH or DECODEMO_AUTH_FILE as written cannot be read
+        ap.error(str(exc))
     access = AccessPolicy.from_settings(args.admin, open_thresholds=args.open_thresholds)
     service = default_service(access)
     print(access.who_may())
